@@ -1,0 +1,143 @@
+"""The Ray actor that holds one engine replica and runs load points against it.
+
+Invariants: the engine's lifetime is the actor's lifetime; the driver kills the actor to
+free its devices, whatever state the engine is in. The actor never writes to MLflow: it
+returns plain dicts (records as columns) and the driver records them. Engine libraries
+are imported here, inside methods, never in the driver.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import socket
+import time
+import traceback
+from typing import Any
+
+from runner import dataset, loadgen
+from runner.engines.base import load_engine
+from runner.trial import LoadPoint, ServingConfig
+
+#: The sanity request: a short prompt that must come back with exactly this many tokens.
+SANITY_INPUT, SANITY_OUTPUT = 16, 8
+
+
+class EngineActor:
+    """Created as a Ray async actor by ``runner.scheduler``; one per engine replica."""
+
+    def __init__(self, config: dict[str, Any], replica: int = 0):
+        self.config = ServingConfig.model_validate(config)
+        self.replica = replica
+        self.engine = None
+
+    def where(self) -> dict[str, Any]:
+        """Where this replica runs and which devices it holds."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+
+    async def start(self, request_timeout_s: float) -> dict[str, Any]:
+        """Start the engine and send the sanity request; return timing, versions, placement."""
+        t0 = time.perf_counter()
+        try:
+            self.engine = load_engine(self.config.engine)
+            await self.engine.start(self.config)
+        except Exception as e:
+            return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
+                    "log_tail": _tail(traceback.format_exc())}
+        start_s = time.perf_counter() - t0
+        vocab_size, special = self.engine.vocab()
+        prompt = dataset.random_token_prompts(1, SANITY_INPUT, vocab_size, special, seed=0, salt="sanity")
+        recs = await loadgen.closed_loop(self.engine, prompt, 1, SANITY_OUTPUT, ignore_eos=True,
+                                         temperature=0.0, timeout_s=request_timeout_s, tag="sanity")
+        got = recs[0].output_tokens
+        info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
+                **self.where()}
+        if not recs[0].ok or got != SANITY_OUTPUT:
+            return {"ok": False, "reason": "sanity_check_failed", **info,
+                    "error": f"sanity request asked for {SANITY_OUTPUT} tokens, got {got} "
+                             f"({recs[0].error or recs[0].finish_reason})"}
+        return {"ok": True, **info}
+
+    async def run(self, load: dict[str, Any], request_timeout_s: float) -> dict[str, Any]:
+        """Run one load point; return records as columns plus engine samples."""
+        lp = LoadPoint.model_validate(load)
+        vocab_size, special = self.engine.vocab()
+        prompts = dataset.random_token_prompts(lp.warmup + lp.num_prompts, lp.input_len, vocab_size,
+                                               special, lp.seed, salt=(lp.output_len, lp.concurrency))
+        try:
+            res = await loadgen.run(self.engine, prompts, warmup=lp.warmup, concurrency=lp.concurrency,
+                                    max_tokens=lp.output_len, ignore_eos=lp.ignore_eos,
+                                    temperature=lp.temperature, timeout_s=request_timeout_s,
+                                    tag=f"r{self.replica}")
+        except loadgen.EngineDied as e:
+            return {"ok": False, "reason": "engine_died", "error": _short(e), "log_tail": log_tail()}
+        return {"ok": True, "replica": self.replica, "duration_s": res.duration_s,
+                "records": [r.__dict__ for r in res.records], "warmup_count": len(res.warmup),
+                "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats()}
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        return log_tail(lines)
+
+
+def classify_start_error(e: BaseException) -> str:
+    """Map an engine start exception to a failure reason (``runner.trial.FAILURE_REASONS``)."""
+    text = f"{type(e).__name__}: {e}".lower() + log_tail(200).lower()
+    if "out of memory" in text or "outofmemory" in text or "insufficient memory" in text:
+        return "engine_start_error.oom"
+    if any(s in text for s in ("no such file", "does not appear to have", "repository not found",
+                               "is not a local folder", "can't load the configuration", "not found")):
+        return "engine_start_error.missing_model"
+    if isinstance(e, (TypeError, ValueError)) or "unexpected keyword" in text or "invalid" in text:
+        return "engine_start_error.bad_argument"
+    return "engine_start_error"
+
+
+def log_tail(lines: int = 60) -> str:
+    """The last lines of this worker's Ray log files (the engine's child processes write there too)."""
+    try:
+        import ray
+
+        logs = ray._private.worker.global_worker.node.get_logs_dir_path()
+        paths = sorted(glob.glob(os.path.join(logs, f"worker-*-{os.getpid()}.*")))
+        text = ""
+        for p in paths:
+            if p.endswith((".out", ".err")):
+                with open(p, errors="replace") as f:
+                    text += f.read()[-40000:]
+    except Exception as e:  # the tail is diagnostic; never let it mask the real error
+        return f"(no log tail: {e})"
+    return _tail(text, lines)
+
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:2000]
+
+
+def system_info() -> dict[str, Any]:
+    """Host facts for provenance; no environment variables (they may hold secrets)."""
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
+                            "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+            info["cpu_model"] = next(models, "")
+        with open("/proc/meminfo") as f:
+            info["mem_total_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return info

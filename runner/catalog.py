@@ -1,0 +1,43 @@
+"""The hardware and engine catalogues under ``configs/``, read once and cached.
+
+Invariant: the catalogues are data, never code. ``RUNNER_CONFIG_DIR`` points elsewhere
+(tests, a cluster's own catalogue); the default is the ``configs/`` beside the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import RunnerError
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("RUNNER_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "configs")
+
+
+@functools.cache
+def _read(name: str) -> dict[str, Any]:
+    path = config_dir() / name
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise RunnerError(f"{path}: cannot read the catalogue ({e}); "
+                          "set RUNNER_CONFIG_DIR or restore it with `git checkout configs/`") from None
+    if not isinstance(data, dict):
+        raise RunnerError(f"{path}: expected a mapping of names to entries")
+    return data
+
+
+def hardware() -> dict[str, dict[str, Any]]:
+    """Hardware type → entry (kind, label, memory_gb, price_per_gpu_hour, …)."""
+    return _read("hardware.yaml")
+
+
+def engines() -> dict[str, dict[str, Any]]:
+    """Engine name → {version, module, reserved: {arg: sweep key}, args: [names]}."""
+    return _read("engines.yaml")

@@ -1,0 +1,67 @@
+"""The ``Engine`` protocol every engine implements, and the lazy loader.
+
+Invariants: an engine module imports its library only inside ``start`` (or later), so the
+driver can import ``runner`` without any engine installed. ``generate`` yields one ``Delta``
+per streamed chunk, whose ``new_tokens`` is the engine's own count of output tokens in that
+chunk (never a re-tokenisation of text). One engine object serves one serving
+configuration replica for its whole life; ``stop`` is best-effort, and killing the actor
+that holds the engine is the guaranteed way to free its devices.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from runner import catalog
+from runner.trial import ServingConfig
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One streamed chunk: output tokens it carried, and whether the request finished."""
+
+    new_tokens: int
+    finished: bool = False
+    prompt_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    async def start(self, config: ServingConfig) -> None:
+        """Load the model and become ready to serve; raise on failure."""
+
+    def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
+                 temperature: float, request_id: str) -> AsyncIterator[Delta]:
+        """Stream one request's output chunks."""
+
+    async def abort(self, request_id: str) -> None:
+        """Cancel a request in flight (stalled stream, timeout)."""
+
+    def vocab(self) -> tuple[int, list[int]]:
+        """(vocabulary size, special token ids) of the loaded tokenizer."""
+
+    def stats(self) -> dict[str, float]:
+        """Latest engine-side gauges (KV-cache usage, running/waiting requests, …)."""
+
+    def versions(self) -> dict[str, str]:
+        """Library versions actually loaded: engine, torch, transformers."""
+
+    async def stop(self) -> None:
+        """Shut the engine down; best-effort."""
+
+
+def load_engine(name: str) -> Engine:
+    """Instantiate engine ``name`` from its module in ``configs/engines.yaml``."""
+    module = importlib.import_module(catalog.engines()[name]["module"])
+    return module.ENGINE()
+
+
+def engine_kwargs(config: ServingConfig, reserved: dict[str, Any]) -> dict[str, Any]:
+    """Engine arguments plus the reserved ones the runner sets from the sweep's own keys."""
+    return {**config.engine_args, **reserved}

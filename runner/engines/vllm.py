@@ -1,0 +1,113 @@
+"""vLLM through its in-process async engine (``AsyncLLM``), streaming output deltas.
+
+Imports of ``vllm`` happen inside methods only. The engine core runs in a child process
+that AsyncLLM spawns; the caller must therefore run where spawning is safe (a Ray actor,
+or a ``__main__``-guarded script). Engine stats come from an in-process stat logger that
+vLLM calls on every scheduler step, so no HTTP metrics endpoint is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from runner.engines.base import Delta, engine_kwargs
+from runner.trial import ServingConfig
+
+
+def _stat_logger_factory(sink: dict[str, float]):
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class _Sink(StatLoggerBase):
+        """Keeps the latest gauges and running totals in ``sink`` (a plain dict)."""
+
+        def __init__(self, vllm_config: Any, engine_index: int = 0):
+            sink.update(preemptions=0.0, prefix_cache_queries=0.0, prefix_cache_hits=0.0)
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0):
+            if scheduler_stats is not None:
+                sink["kv_cache_usage"] = float(scheduler_stats.kv_cache_usage)
+                sink["num_running_reqs"] = float(scheduler_stats.num_running_reqs)
+                sink["num_waiting_reqs"] = float(scheduler_stats.num_waiting_reqs)
+                pc = scheduler_stats.prefix_cache_stats
+                if pc is not None:
+                    sink["prefix_cache_queries"] += pc.queries
+                    sink["prefix_cache_hits"] += pc.hits
+            if iteration_stats is not None:
+                sink["preemptions"] += getattr(iteration_stats, "num_preempted_reqs", 0)
+
+        def log_engine_initialized(self):
+            pass
+
+    return _Sink
+
+
+class VllmEngine:
+    name = "vllm"
+
+    def __init__(self) -> None:
+        self._llm: Any = None
+        self._stats: dict[str, float] = {}
+
+    async def start(self, config: ServingConfig) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        kwargs = engine_kwargs(config, {
+            "model": config.model_path, "tensor_parallel_size": config.tp,
+            "pipeline_parallel_size": config.pp, "enable_expert_parallel": config.ep})
+        kwargs.setdefault("disable_log_stats", False)
+        self._llm = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**kwargs), stat_loggers=[_stat_logger_factory(self._stats)])
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
+                       temperature: float, request_id: str) -> AsyncIterator[Delta]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(max_tokens=max_tokens, ignore_eos=ignore_eos, temperature=temperature,
+                                output_kind=RequestOutputKind.DELTA)
+        async for out in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id):
+            comp = out.outputs[0]
+            yield Delta(new_tokens=len(comp.token_ids), finished=out.finished,
+                        prompt_tokens=len(out.prompt_token_ids or prompt_ids),
+                        finish_reason=comp.finish_reason)
+
+    async def abort(self, request_id: str) -> None:
+        await self._llm.abort(request_id)
+
+    def vocab(self) -> tuple[int, list[int]]:
+        tok = self._llm.get_tokenizer()
+        return len(tok), list(getattr(tok, "all_special_ids", []))
+
+    def stats(self) -> dict[str, float]:
+        s = dict(self._stats)
+        if s.get("prefix_cache_queries"):
+            s["prefix_cache_hit_rate"] = s["prefix_cache_hits"] / s["prefix_cache_queries"]
+        return s
+
+    def versions(self) -> dict[str, str]:
+        import torch
+        import transformers
+        import vllm
+
+        return {"engine": "vllm", "engine_version": vllm.__version__, "torch": torch.__version__,
+                "transformers": transformers.__version__}
+
+    async def stop(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+
+def argument_names() -> list[str]:
+    """The public argument names of the installed vLLM's ``AsyncEngineArgs``."""
+    import dataclasses
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return sorted(f.name for f in dataclasses.fields(AsyncEngineArgs) if not f.name.startswith("_"))
+
+
+ENGINE = VllmEngine

@@ -1,0 +1,158 @@
+"""Turns scheduler outcomes into stored results: validity, metrics, spool, then MLflow.
+
+Invariants: the spool is written before MLflow is touched, and its ``state.json`` says
+whether the attempt reached MLflow, so an unreachable MLflow loses nothing (``sync``
+uploads it later into the same run when one was created). Aggregate metrics are logged
+only for COMPLETED load points; an INVALID one keeps its raw records but no throughput.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import __version__, catalog, spool, validity
+from runner.ids import SCHEMA_VERSION
+from runner.metrics import DEFINITION, RequestRecord, aggregate, lag_stats
+from runner.scheduler import Outcome
+from runner.spec import SweepSpec
+from runner.store import Store
+from runner.trial import Status, Trial
+
+
+def price_for(spec: SweepSpec, hardware: str) -> float | None:
+    p = spec.prices.get(hardware, catalog.hardware()[hardware].get("price_per_gpu_hour"))
+    return float(p) if p else None
+
+
+class Recorder:
+    def __init__(self, spec: SweepSpec, store: Store | None, root: Path, out=sys.stdout):
+        self.spec, self.store, self.root, self.out = spec, store, root, out
+        self.live: dict[str, tuple[str | None, int]] = {}
+        self.outcomes: dict[str, tuple[Status, str, dict[str, float]]] = {}
+
+    # -- scheduler callbacks ----------------------------------------------------------------
+    def on_start(self, trial: Trial, engine: dict[str, Any]) -> None:
+        attempt = self._attempts(trial.trial_id) + 1
+        run_id = self._safe(lambda: self.store.start_trial(
+            trial.trial_id, self._name(trial), self._tags(trial, engine, attempt), self._params(trial, engine)))
+        self.live[trial.trial_id] = (run_id, attempt)
+        self._say(f"▶ {trial.trial_id} {trial.serving.label()} | c={trial.load.concurrency} "
+                  f"in={trial.load.input_len} out={trial.load.output_len} (attempt {attempt})")
+
+    def on_end(self, o: Outcome) -> None:
+        t = o.trial
+        run_id, attempt = self.live.pop(t.trial_id, (None, self._attempts(t.trial_id) + 1))
+        status, reason, detail = o.status, o.reason, o.error
+        records = [RequestRecord(**d) for d in (o.result or {}).get("records", [])]
+        metrics: dict[str, float] = {}
+        if status is Status.COMPLETED:
+            if any(r.error == "request_timeout" for r in records):
+                status, reason = Status.FAILED, "request_timeout"
+                detail = f"a stream produced no chunk for {self.spec.timeouts.request_s:g} s"
+            elif why := validity.check(records, t.load, self.spec.workload.max_failure_rate):
+                status, reason, detail = Status.INVALID, "invalid_result", why
+        if status is Status.COMPLETED:
+            metrics = self._metrics(t, records, o.result or {})
+        d = spool.attempt_dir(self.root, self.spec.name, t.trial_id, attempt)
+        self._write_spool(d, t, o, status, reason, detail, records, metrics, attempt)
+        if run_id is None and self.store is not None:
+            run_id = self._safe(lambda: self.store.start_trial(
+                t.trial_id, self._name(t), self._tags(t, o.engine or {}, attempt), self._params(t, o.engine or {})))
+        uploaded = run_id is not None and self._upload(run_id, d, status, reason, detail, metrics, o)
+        spool.write_json(d / "state.json", {"status": status.value, "reason": reason, "run_id": run_id,
+                                            "uploaded": uploaded, "trial_id": t.trial_id, "attempt": attempt})
+        self.outcomes[t.trial_id] = (status, reason, metrics)
+        tail = (f"{metrics.get('output_throughput', 0):.0f} out tok/s, median TTFT "
+                f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms" if metrics else f"{reason}: {detail[:200]}")
+        self._say(f"{'✔' if status is Status.COMPLETED else '✘'} {t.trial_id} {status.value} | {tail}")
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _metrics(self, t: Trial, records: list[RequestRecord], result: dict[str, Any]) -> dict[str, float]:
+        w = self.spec.workload
+        slo = {k.removesuffix("_ms"): v for k, v in w.slo.model_dump().items() if v is not None}
+        m = aggregate(records, result.get("duration_s", 0.0), percentiles=w.percentiles, slo_ms=slo or None,
+                      gpus=t.serving.gpus, price_per_gpu_hour=price_for(self.spec, t.serving.hardware))
+        m.update(lag_stats(records, w.percentiles))
+        lags = result.get("loop_lag_ms") or []
+        if lags:
+            m["max_loop_lag_ms"] = max(lags)
+        return m
+
+    def _write_spool(self, d: Path, t: Trial, o: Outcome, status: Status, reason: str, detail: str,
+                     records: list[RequestRecord], metrics: dict[str, float], attempt: int) -> None:
+        res = o.result or {}
+        ok = [r for r in records if r.ok]
+        result = {**metrics,
+                  "date": time.strftime("%Y%m%d-%H%M%S", time.gmtime(o.ended)), "backend": t.serving.engine,
+                  "model_id": t.serving.model, "num_prompts": t.load.num_prompts,
+                  "max_concurrency": t.load.concurrency, "request_rate": "inf",
+                  "input_lens": [r.prompt_tokens for r in records], "output_lens": [r.output_tokens for r in records],
+                  "ttfts": [r.ttft if r.chunk_times else 0.0 for r in records], "itls": [r.itl for r in records],
+                  "errors": [r.error for r in records],
+                  "runner": {"trial_id": t.trial_id, "serving_config_id": t.serving.serving_config_id,
+                             "sweep": self.spec.name, "status": status.value, "reason": reason, "detail": detail,
+                             "attempt": attempt, "schema_version": SCHEMA_VERSION, "metrics_definition": DEFINITION,
+                             "params": t.params(), "versions": (o.engine or {}).get("versions", {}),
+                             "runner_version": __version__, "completed_requests": len(ok),
+                             "warmup_requests": res.get("warmup_count", 0), "engine_stats": res.get("stats", {})}}
+        spool.write_json(d / "result.json", result)
+        if records:
+            spool.write_requests(d / "requests.parquet", records)
+        spool.write_json(d / "serving_config.json", t.serving.model_dump())
+        eng = o.engine or {}
+        spool.write_json(d / "system.json", {"driver": {"python": sys.version.split()[0], "runner": __version__},
+                                             "engine": {k: eng.get(k) for k in ("versions", "system", "node_id",
+                                                        "hostname", "cuda_visible_devices", "gpu_ids", "start_s")}})
+        if res.get("samples"):
+            spool.write_json(d / "engine_samples.json", res["samples"])
+        if o.log_tail:
+            (d / "engine_log_tail.txt").write_text(o.log_tail)
+
+    def _upload(self, run_id: str, d: Path, status: Status, reason: str, detail: str,
+                metrics: dict[str, float], o: Outcome) -> bool:
+        tags = {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {}
+        samples = (o.result or {}).get("samples") or []
+        return self._safe(lambda: self.store.end_trial(run_id, status.value, tags=tags, metrics=metrics,
+                                                       steps=samples, artifacts=d) or True) is True
+
+    def _params(self, t: Trial, engine: dict[str, Any]) -> dict[str, Any]:
+        p = dict(t.params())
+        p.update({"metrics.definition": DEFINITION, "runner.schema_version": SCHEMA_VERSION,
+                  "runner.version": __version__, "gpus": t.serving.gpus,
+                  "price_per_gpu_hour": price_for(self.spec, t.serving.hardware)})
+        for k, v in (engine.get("versions") or {}).items():
+            p[f"version.{k}"] = v
+        if "start_s" in engine:
+            p["engine_start_s"] = round(engine["start_s"], 3)
+        return p
+
+    def _tags(self, t: Trial, engine: dict[str, Any], attempt: int) -> dict[str, str]:
+        return {"runner.serving_config_id": t.serving.serving_config_id, "runner.attempt": str(attempt),
+                "runner.engine_version": str((engine.get("versions") or {}).get("engine_version", "")),
+                "runner.node": str(engine.get("hostname", ""))}
+
+    def _name(self, t: Trial) -> str:
+        return f"{t.serving.label()} c{t.load.concurrency} {t.load.input_len}/{t.load.output_len}"[:250]
+
+    def _attempts(self, trial_id: str) -> int:
+        if self.store is None:
+            return 0
+        n = self._safe(lambda: self.store.attempts(trial_id))
+        return n if isinstance(n, int) else 0
+
+    def _safe(self, fn):
+        """Run an MLflow call; on failure warn and return None (the spool keeps the data)."""
+        if self.store is None:
+            return None
+        try:
+            return fn()
+        except Exception as e:
+            self._say(f"! MLflow write failed ({type(e).__name__}: {str(e)[:200]}); kept in the spool, "
+                      f"upload later with `python -m runner sync`")
+            return None
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)

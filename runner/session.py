@@ -1,0 +1,161 @@
+"""The sweep-level verbs behind the CLI: plan, run (with resume), status.
+
+Resume policy, per trial status of its runs in the sweep's experiment:
+COMPLETED → skip; FAILED, INVALID, KILLED, UNSCHEDULABLE → run again while attempts <
+``max_attempts``; ``--rerun ID`` and ``--rerun-status S`` force a rerun regardless.
+Runs left RUNNING by a dead driver are reclaimed as KILLED first.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections import Counter
+from typing import Any
+
+from runner import grid, spool
+from runner import spec as spec_mod
+from runner.recorder import Recorder
+from runner.store import STATUS, TRIAL, Store
+from runner.trial import Status, Trial
+
+
+def plan_rows(trials: list[Trial]) -> list[dict[str, Any]]:
+    return [{"trial_id": t.trial_id, "serving_config_id": t.serving.serving_config_id, "params": t.params()}
+            for t in trials]
+
+
+def format_plan(name: str, trials: list[Trial]) -> str:
+    groups = grid.group(trials)
+    lines = [f"sweep {name}: {len(trials)} trials in {len(groups)} serving configurations "
+             f"({len(groups)} engine launches)", ""]
+    for i, (sid, ts) in enumerate(groups.items(), 1):
+        s = ts[0].serving
+        lines.append(f"[{i}] {sid}  {s.label()}  ({s.gpus} device{'s' if s.gpus > 1 else ''})")
+        lines.append(f"    {'trial_id':<18}{'concurrency':>12}{'input_len':>11}{'output_len':>12}{'num_prompts':>13}")
+        for t in ts:
+            ld = t.load
+            lines.append(f"    {t.trial_id:<18}{ld.concurrency:>12}{ld.input_len:>11}{ld.output_len:>12}"
+                         f"{ld.num_prompts:>13}")
+    return "\n".join(lines)
+
+
+def select(trials: list[Trial], store: Store, max_attempts: int, rerun_ids: set[str],
+           rerun_status: set[str]) -> tuple[list[Trial], int, list[str]]:
+    """(trials to run, how many are done, ids skipped for exhausted attempts)."""
+    latest = store.latest_by_trial()
+    attempts = Counter(r.data.tags.get(TRIAL) for r in store.trial_runs())
+    todo, done, exhausted = [], 0, []
+    for t in trials:
+        st = latest[t.trial_id].data.tags.get(STATUS) if t.trial_id in latest else None
+        forced = t.trial_id in rerun_ids or (st or "").lower() in rerun_status
+        if st == "COMPLETED" and not forced:
+            done += 1
+        elif forced or attempts[t.trial_id] < max_attempts:
+            todo.append(t)
+        else:
+            exhausted.append(t.trial_id)
+    return todo, done, exhausted
+
+
+def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | None = None,
+        rerun_status: set[str] | None = None, verbose: bool = False, out=sys.stdout) -> int:
+    from runner import cluster, placement
+    from runner.scheduler import Scheduler
+
+    spec = spec_mod.load(path)
+    trials = grid.expand(spec)
+    store = Store(spec.experiment_name, spec.name)
+    reclaimed = store.reclaim_stale()
+    if reclaimed:
+        print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a stopped driver as KILLED", file=out)
+    store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
+    todo, done, exhausted = select(trials, store, spec.max_attempts, rerun_ids or set(),
+                                   {s.lower() for s in rerun_status or set()})
+    print(f"sweep {spec.name}: {len(trials)} trials; {done} done, {len(todo)} to run"
+          + (f", {len(exhausted)} out of attempts (max_attempts={spec.max_attempts})" if exhausted else ""),
+          file=out, flush=True)
+    rec = Recorder(spec, store, spool.default_root(), out=out)
+    if todo:
+        cluster.connect(verbose)
+        removed = placement.remove_orphans(spec.name)
+        if removed:
+            print(f"removed {removed} orphaned placement group(s) of this sweep", file=out)
+        sched = Scheduler(spec.name, list(grid.group(todo).values()), spec.timeouts,
+                          on_start=rec.on_start, on_end=rec.on_end, max_parallel=max_parallel)
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(sched, "stopping", True))
+        try:
+            sched.run()
+        except KeyboardInterrupt:
+            print(f"stopped: running trials marked KILLED; resume with `python -m runner run {path}`",
+                  file=out, flush=True)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return summarize(path, spec, trials, store, out)
+
+
+def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: Store, out=sys.stdout) -> int:
+    latest = store.latest_by_trial()
+    rows, counts = [], Counter()
+    for t in trials:
+        r = latest.get(t.trial_id)
+        st = r.data.tags.get(STATUS, "PENDING") if r else "PENDING"
+        counts[st] += 1
+        m = r.data.metrics if r else {}
+        s = t.serving
+        rows.append([t.trial_id, s.model, s.hardware, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
+                     " ".join(f"{k}={v}" for k, v in sorted(s.engine_args.items())) or "-",
+                     str(t.load.concurrency), f"{t.load.input_len}/{t.load.output_len}", st,
+                     _f(m.get("output_throughput")), _f(m.get("total_token_throughput")),
+                     _f(m.get("median_ttft_ms"), 1), _f(m.get("median_tpot_ms"), 2), _f(m.get("p99_itl_ms"), 2)])
+    head = ["trial", "model", "hw", "shape", "engine args", "conc", "in/out", "status", "out tok/s",
+            "total tok/s", "TTFT p50 ms", "TPOT p50 ms", "ITL p99 ms"]
+    print("\n" + table(head, rows), file=out)
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)
+    print(f"MLflow: experiment {spec.experiment_name!r} at {store.uri}", file=out)
+    if store.uri.startswith("sqlite:///"):
+        print(f"open the UI: make mlflow-ui   (or: python -m mlflow ui --backend-store-uri {store.uri})", file=out)
+    bad = {k: v for k, v in counts.items() if k != "COMPLETED"}
+    if bad:
+        print(f"not completed: {bad}; resume with `python -m runner run {path}`", file=out)
+        return 1
+    return 0
+
+
+def status(path: str, out=sys.stdout) -> int:
+    spec = spec_mod.load(path)
+    trials = grid.expand(spec)
+    store = Store(spec.experiment_name, spec.name)
+    latest = store.latest_by_trial()
+    counts: Counter = Counter()
+    failed = []
+    for t in trials:
+        r = latest.get(t.trial_id)
+        st = r.data.tags.get(STATUS, "PENDING") if r else "PENDING"
+        counts[st] += 1
+        if r and st not in ("COMPLETED", "RUNNING"):
+            failed.append((t, st, r.data.tags.get("runner.reason", ""), r.data.tags.get("runner.detail", "")))
+    print(f"sweep {spec.name}: {len(trials)} trials", file=out)
+    for st in [s.value for s in Status]:
+        if counts.get(st):
+            print(f"  {st:<14}{counts[st]}", file=out)
+    for t, st, reason, detail in failed:
+        print(f"  {t.trial_id} {st} {reason}: {detail[:300]} [{t.serving.label()} c={t.load.concurrency}]", file=out)
+    pending = spool.pending_uploads(spool.default_root(), spec.name)
+    if pending:
+        print(f"  {len(pending)} result(s) in the spool not yet in MLflow: `python -m runner sync {path}`", file=out)
+    return 0
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+
+
+def _f(v: float | None, digits: int = 0) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+

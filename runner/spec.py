@@ -1,0 +1,237 @@
+"""Sweep files: the frozen pydantic models and ``load()``.
+
+A sweep file is YAML. Any value written as a list on an *axis* key (``engine``,
+``hardware``, ``shape.*``, ``workload.input_len/output_len/concurrency``, each
+``engine_args`` value) is a grid axis; the grid is their Cartesian product minus ``exclude``.
+A literal list value for an engine argument is written as a one-element axis: ``[[1, 2]]``.
+
+``load()`` does no I/O beyond reading the file and the catalogues under ``configs/``. Every
+problem is raised as ``SweepSpecError`` naming the file, the key path, the bad value and the
+allowed values; no other exception escapes for bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from runner import catalog
+from runner.errors import SweepSpecError
+from runner.expr import ExprError, evaluate
+
+T = TypeVar("T")
+
+
+def _as_list(v: Any) -> Any:
+    return v if isinstance(v, list) else [v]
+
+
+#: A grid axis: a scalar or a non-empty list of values; always a list after validation.
+Axis = Annotated[list[T], BeforeValidator(_as_list), Field(min_length=1)]
+PosInt = Annotated[int, Field(ge=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._/-]+$",
+                    description="Stable model name; part of the trial id.")
+    path: str = Field(min_length=1, description="Local path or hub id passed to the engine.")
+    engine_args: dict[str, Any] = Field(default_factory=dict,
+                                        description="Per-model engine-argument overrides.")
+
+
+class ShapeSpec(Strict):
+    tp: Axis[PosInt] = Field(default=[1], description="Tensor-parallel size.")
+    pp: Axis[PosInt] = Field(default=[1], description="Pipeline-parallel size.")
+    dp: Axis[PosInt] = Field(default=[1], description="Independent engine replicas.")
+    ep: Axis[bool] = Field(default=[False], description="Expert parallel on/off.")
+
+
+class SLOSpec(Strict):
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    e2el_ms: float | None = Field(default=None, gt=0)
+
+
+class WorkloadSpec(Strict):
+    input_len: Axis[PosInt] = Field(description="Prompt length in tokens (exact).")
+    output_len: Axis[PosInt] = Field(description="Output length in tokens.")
+    concurrency: Axis[PosInt] = Field(description="Closed-loop concurrency.")
+    num_prompts: PosInt | str = Field(
+        default="4 * concurrency", description="A count, or an expression of `concurrency`.")
+    warmup: int = Field(default=2, ge=0, description="Unmeasured requests before each load point.")
+    ignore_eos: bool = True
+    seed: int = Field(default=0, ge=0)
+    temperature: float = Field(default=0.0, ge=0)
+    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(default=[50, 90, 99])
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class TimeoutSpec(Strict):
+    placement_s: float = Field(default=600, gt=0)
+    engine_start_s: float = Field(default=900, gt=0)
+    request_s: float = Field(default=300, gt=0, description="No chunk for this long fails a request.")
+    trial_s: float = Field(default=7200, gt=0)
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    experiment: str | None = Field(default=None, description="MLflow experiment (default: name).")
+    description: str = ""
+    engine: Axis[str] = Field(default=["vllm"])
+    models: list[ModelSpec] = Field(min_length=1)
+    hardware: Axis[str] = Field(description="Hardware types from configs/hardware.yaml.")
+    shape: ShapeSpec = Field(default_factory=ShapeSpec)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    workload: WorkloadSpec
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
+    prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="$/GPU-hour overrides by hardware type.")
+    max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+
+#: Flat names that ``exclude`` rules and trial params use for each axis.
+AXES = ("engine", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency")
+
+
+def load(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; raise ``SweepSpecError`` for any problem."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SweepSpecError(file, "", file, "an existing sweep file",
+                             "list them with `ls sweeps/`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepSpecError(file, "", file, f"a readable UTF-8 file ({e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise SweepSpecError(file, where, getattr(e, "problem", str(e)), "valid YAML") from None
+    if not isinstance(raw, dict):
+        raise SweepSpecError(file, "", raw, "a mapping with keys " + ", ".join(SweepSpec.model_fields))
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as e:
+        raise _pydantic_error(file, raw, e) from None
+    _check(file, spec)
+    return spec
+
+
+def num_prompts(spec: WorkloadSpec, concurrency: int) -> int:
+    """Resolve ``num_prompts`` for one concurrency; an int >= 1 (expressions round up)."""
+    if isinstance(spec.num_prompts, int):
+        return spec.num_prompts
+    return max(1, math.ceil(evaluate(spec.num_prompts, {"concurrency": concurrency})))
+
+
+def _check(file: str, spec: SweepSpec) -> None:
+    hw = catalog.hardware()
+    for i, name in enumerate(spec.hardware):
+        if name not in hw:
+            raise SweepSpecError(file, f"hardware[{i}]", name, _choices(name, hw))
+    for name in spec.prices:
+        if name not in hw:
+            raise SweepSpecError(file, f"prices.{name}", name, _choices(name, hw))
+    engines = catalog.engines()
+    for i, name in enumerate(spec.engine):
+        if name not in engines:
+            raise SweepSpecError(file, f"engine[{i}]", name, _choices(name, engines))
+    for eng in spec.engine:
+        _check_engine_args(file, "engine_args", spec.engine_args, eng)
+        for i, m in enumerate(spec.models):
+            _check_engine_args(file, f"models[{i}].engine_args", m.engine_args, eng)
+    ids = [m.id for m in spec.models]
+    for i, mid in enumerate(ids):
+        if ids.index(mid) != i:
+            raise SweepSpecError(file, f"models[{i}].id", mid, "ids unique within the sweep")
+    if isinstance(spec.workload.num_prompts, str):
+        for c in spec.workload.concurrency:
+            try:
+                n = evaluate(spec.workload.num_prompts, {"concurrency": c})
+            except ExprError as e:
+                raise SweepSpecError(file, "workload.num_prompts", spec.workload.num_prompts,
+                                     str(e)) from None
+            if n < 1:
+                raise SweepSpecError(file, "workload.num_prompts", spec.workload.num_prompts,
+                                     f"an expression giving >= 1 (gives {n} at concurrency {c})")
+    allowed = set(AXES)
+    for i, rule in enumerate(spec.exclude):
+        if not rule:
+            raise SweepSpecError(file, f"exclude[{i}]", rule, "a non-empty mapping of axis: value(s)")
+        for key in rule:
+            if key not in allowed and not key.startswith("engine_args."):
+                raise SweepSpecError(file, f"exclude[{i}].{key}", key,
+                                     ", ".join(AXES) + ", engine_args.<name>")
+
+
+def _check_engine_args(file: str, where: str, args: dict[str, Any], engine: str) -> None:
+    info = catalog.engines()[engine]
+    for key in args:
+        if key in info["reserved"]:
+            raise SweepSpecError(file, f"{where}.{key}", key,
+                                 f"not here: the runner sets it from {info['reserved'][key]}")
+        if key not in info["args"]:
+            close = difflib.get_close_matches(key, info["args"], n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise SweepSpecError(
+                file, f"{where}.{key}", key,
+                f"{hint}one of the {len(info['args'])} {engine} {info['version']} engine arguments",
+                f"list them with `python -m runner engine-args {engine}`")
+
+
+def _choices(value: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(value), list(options), n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + "one of " + ", ".join(sorted(options))
+
+
+def _pydantic_error(file: str, raw: Any, err: ValidationError) -> SweepSpecError:
+    e = err.errors()[0]
+    loc = [p for p in e["loc"] if not (isinstance(p, str) and "[" in p)]  # drop union tags
+    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    if e["type"] == "extra_forbidden":
+        return SweepSpecError(file, key, loc[-1], "keys " + ", ".join(_fields_at(loc[:-1])))
+    if e["type"] == "missing":
+        return SweepSpecError(file, key, None, f"a value is required ({_describe(loc)})")
+    return SweepSpecError(file, key, e.get("input"), e["msg"].replace("Input should be ", ""))
+
+
+def _model_at(loc: list) -> type[BaseModel] | None:
+    model: Any = SweepSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        model = inner[0] if inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel) else ann
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def _fields_at(loc: list) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else ["(none: this is a free-form mapping)"]
+
+
+def _describe(loc: list) -> str:
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model else None
+    return (field.description if field and field.description else str(loc[-1]))

@@ -1,0 +1,61 @@
+"""The local spool: every trial attempt's results on disk before they go to MLflow.
+
+Layout: ``<root>/<sweep>/<trial_id>/attempt-<n>/`` holding ``result.json`` (vLLM
+``--save-result`` key names plus per-request arrays and a ``runner`` provenance block),
+``requests.parquet`` (one row per measured request, chunk times as lists),
+``serving_config.json``, ``system.json``, and ``state.json`` (status, MLflow run id,
+whether it reached MLflow). Invariant: files are written only under the attempt's folder,
+and ``state.json`` is written last, atomically, so a crash never leaves a half-state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.metrics import RequestRecord
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("RUNNER_SPOOL", "spool"))
+
+
+def attempt_dir(root: Path, sweep: str, trial_id: str, attempt: int) -> Path:
+    d = root / sweep / trial_id / f"attempt-{attempt}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def write_requests(path: Path, records: list[RequestRecord]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, list] = {k: [] for k in (
+        "index", "replica", "prompt_tokens", "output_tokens", "intended_s", "st_s", "ttft_ms",
+        "e2el_ms", "ok", "error", "finish_reason", "chunk_times_s", "chunk_tokens")}
+    for r in records:
+        ok = bool(r.chunk_times)
+        for k, v in (("index", r.index), ("replica", r.replica), ("prompt_tokens", r.prompt_tokens),
+                     ("output_tokens", r.output_tokens), ("intended_s", r.intended), ("st_s", r.st),
+                     ("ttft_ms", r.ttft * 1e3 if ok else None), ("e2el_ms", r.e2el * 1e3 if ok else None),
+                     ("ok", r.ok), ("error", r.error), ("finish_reason", r.finish_reason),
+                     ("chunk_times_s", list(r.chunk_times)), ("chunk_tokens", list(r.chunk_tokens))):
+            cols[k].append(v)
+    pq.write_table(pa.table(cols), path)
+
+
+def pending_uploads(root: Path, sweep: str) -> list[Path]:
+    """Attempt folders whose results have not reached MLflow yet."""
+    out = []
+    for state in sorted((root / sweep).glob("*/attempt-*/state.json")):
+        if not json.loads(state.read_text()).get("uploaded"):
+            out.append(state.parent)
+    return out

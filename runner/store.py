@@ -1,0 +1,132 @@
+"""All MLflow I/O, behind one class.
+
+Layout: one experiment per sweep (``spec.experiment_name``); one parent run per sweep
+(tag ``runner.role=parent``); one child run per trial *attempt* (``runner.role=trial``,
+``mlflow.parentRunId``). Invariants:
+- a trial counts as done only when a run of it carries ``runner.status=COMPLETED``: MLflow's
+  own run status cannot be trusted for resume (a killed driver leaves RUNNING forever);
+- ``reclaim_stale`` turns every ``runner.status=RUNNING`` trial run into KILLED, so it must be
+  called only by the one driver that owns the sweep, before it starts anything;
+- nothing here reads ``os.environ`` into a param, tag or artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.errors import StoreError
+
+ROLE, STATUS, TRIAL, SWEEP = "runner.role", "runner.status", "runner.trial_id", "runner.sweep"
+_MLFLOW_STATUS = {"COMPLETED": "FINISHED", "KILLED": "KILLED"}
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+class Store:
+    def __init__(self, experiment: str, sweep: str, uri: str | None = None):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.sweep = uri or default_uri(), sweep
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        except Exception as e:
+            raise StoreError(f"MLflow at {self.uri} could not be used ({type(e).__name__}: {e}); "
+                             "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db") from None
+        self._parent: str | None = None
+
+    # -- reads ----------------------------------------------------------------------------
+    def search(self, filter_string: str) -> list[Any]:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, max_results=1000,
+                                           page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def trial_runs(self) -> list[Any]:
+        return self.search(f"tags.`{ROLE}` = 'trial'")
+
+    def done_ids(self) -> set[str]:
+        return {r.data.tags[TRIAL] for r in self.search(f"tags.`{ROLE}` = 'trial' and tags.`{STATUS}` = 'COMPLETED'")}
+
+    def latest_by_trial(self) -> dict[str, Any]:
+        """trial_id → its most important run: a COMPLETED one if any, else the newest."""
+        out: dict[str, Any] = {}
+        for r in sorted(self.trial_runs(), key=lambda r: r.info.start_time or 0):
+            tid = r.data.tags.get(TRIAL)
+            if tid and (tid not in out or out[tid].data.tags.get(STATUS) != "COMPLETED"):
+                out[tid] = r
+        return out
+
+    def attempts(self, trial_id: str) -> int:
+        return len(self.search(f"tags.`{ROLE}` = 'trial' and tags.`{TRIAL}` = '{trial_id}'"))
+
+    # -- writes ---------------------------------------------------------------------------
+    def parent(self, params: dict[str, Any] | None = None) -> str:
+        """The sweep's parent run id; created once, reused by every later `run`."""
+        if self._parent:
+            return self._parent
+        found = self.search(f"tags.`{ROLE}` = 'parent' and tags.`{SWEEP}` = '{self.sweep}'")
+        if found:
+            self._parent = found[0].info.run_id
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=f"sweep {self.sweep}",
+                                         tags={ROLE: "parent", SWEEP: self.sweep})
+            self._parent = run.info.run_id
+            if params:
+                self._log(self._parent, params=params)
+        return self._parent
+
+    def start_trial(self, trial_id: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+            ROLE: "trial", SWEEP: self.sweep, TRIAL: trial_id, STATUS: "RUNNING",
+            "mlflow.parentRunId": self.parent(), **tags})
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def end_trial(self, run_id: str, status: str, *, tags: dict[str, str] | None = None,
+                  metrics: dict[str, float] | None = None, steps: list[dict[str, float]] | None = None,
+                  artifacts: Path | None = None) -> None:
+        self._log(run_id, metrics=metrics, steps=steps, tags={**(tags or {}), STATUS: status})
+        if artifacts is not None:
+            self.client.log_artifacts(run_id, str(artifacts))
+        self.client.set_terminated(run_id, _MLFLOW_STATUS.get(status, "FAILED"))
+
+    def reclaim_stale(self) -> list[str]:
+        """Mark trial runs left RUNNING by a dead driver as KILLED; return their trial ids."""
+        stale = self.search(f"tags.`{ROLE}` = 'trial' and tags.`{STATUS}` = 'RUNNING'")
+        for r in stale:
+            self.client.set_tag(r.info.run_id, STATUS, "KILLED")
+            self.client.set_tag(r.info.run_id, "runner.reason", "driver_killed")
+            self.client.set_terminated(r.info.run_id, "KILLED")
+        return [r.data.tags.get(TRIAL, "") for r in stale]
+
+    def log_parent(self, *, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
+                   artifacts: Path | None = None) -> None:
+        self._log(self.parent(), metrics=metrics, tags=tags)
+        if artifacts is not None:
+            self.client.log_artifacts(self.parent(), str(artifacts))
+
+    def _log(self, run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+             steps: list[dict[str, float]] | None = None, tags: dict[str, str] | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        p = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        m = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
+        for step, sample in enumerate(steps or []):
+            m += [Metric(f"engine.{k}", float(v), now, step) for k, v in sample.items() if k != "t"]
+        t = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(p), len(m), len(t), 1), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(run_id, metrics=m[i:i + 100], params=p[i:i + 100], tags=t[i:i + 100])

@@ -1,0 +1,123 @@
+"""The frozen records of a sweep: serving configuration, load point, trial; and statuses.
+
+A *serving configuration* is everything that needs its own engine launch; a *load point*
+is everything the load generator varies against one running engine; a *trial* is one of
+each. Ids are content hashes (``runner.ids``) of the fields that define a measurement:
+the model path and the sweep name are deliberately left out, so the same trial in two
+sweep files, or on two machines, has the same id.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from runner.ids import content_id
+
+
+class Status(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    INVALID = "INVALID"
+    UNSCHEDULABLE = "UNSCHEDULABLE"
+    KILLED = "KILLED"
+
+    def is_finished(self) -> bool:
+        return self is not Status.PENDING and self is not Status.RUNNING
+
+
+#: Every failure reason a FAILED or INVALID trial can carry; exactly one per trial.
+FAILURE_REASONS = {
+    "engine_start_error": "the engine raised while starting (see the log tail)",
+    "engine_start_error.oom": "the engine ran out of memory while starting",
+    "engine_start_error.bad_argument": "the engine rejected an argument",
+    "engine_start_error.missing_model": "the model path or id could not be found",
+    "engine_start_timeout": "the engine did not become ready within timeouts.engine_start_s",
+    "engine_died": "the engine process or its actor died during the trial",
+    "sanity_check_failed": "the sanity request did not return the requested number of tokens",
+    "request_timeout": "a stream produced no chunk for timeouts.request_s",
+    "trial_timeout": "the load point did not finish within timeouts.trial_s",
+    "placement_timeout": "the placement group stayed pending past timeouts.placement_s",
+    "unschedulable": "no node set in the cluster can ever hold this shape",
+    "invalid_result": "the measurement failed a validity gate (see runner.validity)",
+    "driver_killed": "the driver stopped while the trial ran",
+}
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServingConfig(Record):
+    """One engine launch: engine, model, hardware, parallel shape and engine arguments."""
+
+    engine: str
+    model: str
+    model_path: str
+    hardware: str
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: bool = False
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field
+    @property
+    def serving_config_id(self) -> str:
+        return content_id(self.identity())
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the measurement (not the machine-specific model path)."""
+        return self.model_dump(exclude={"serving_config_id", "model_path"})
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def gpus(self) -> int:
+        """Devices in use: TP × PP × DP."""
+        return self.tp * self.pp * self.dp
+
+    def label(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in sorted(self.engine_args.items()))
+        shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"
+        return f"{self.engine} {self.model} {self.hardware} {shape} {args}".strip()
+
+
+class LoadPoint(Record):
+    """One measurement against a running engine. Lengths in tokens."""
+
+    input_len: int
+    output_len: int
+    concurrency: int
+    num_prompts: int
+    warmup: int = 2
+    ignore_eos: bool = True
+    seed: int = 0
+    temperature: float = 0.0
+
+    def sort_key(self) -> tuple:
+        """Ascending load: lighter requests and lower concurrency first."""
+        return (self.input_len + self.output_len, self.concurrency, self.num_prompts)
+
+
+class Trial(Record):
+    serving: ServingConfig
+    load: LoadPoint
+
+    @computed_field
+    @property
+    def trial_id(self) -> str:
+        return content_id({"serving": self.serving.identity(), "load": self.load.model_dump()})
+
+    def params(self) -> dict[str, Any]:
+        """Every resolved parameter, flattened (``engine_args.x``), for MLflow and ``plan``."""
+        s = self.serving.model_dump(exclude={"serving_config_id", "engine_args"})
+        s.update({f"engine_args.{k}": v for k, v in sorted(self.serving.engine_args.items())})
+        s.update(self.load.model_dump())
+        return s
