@@ -103,9 +103,9 @@ class Recorder:
             spool.write_requests(d / "requests.parquet", records)
         spool.write_json(d / "serving_config.json", t.serving.model_dump())
         eng = o.engine or {}
+        keys = ("versions", "system", "node_id", "hostname", "pid", "cuda_visible_devices", "gpu_ids", "start_s")
         spool.write_json(d / "system.json", {"driver": {"python": sys.version.split()[0], "runner": __version__},
-                                             "engine": {k: eng.get(k) for k in ("versions", "system", "node_id",
-                                                        "hostname", "cuda_visible_devices", "gpu_ids", "start_s")}})
+                                             "engine": {k: eng.get(k) for k in keys}})
         if res.get("samples"):
             spool.write_json(d / "engine_samples.json", res["samples"])
         if o.log_tail:

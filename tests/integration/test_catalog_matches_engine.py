@@ -1,0 +1,15 @@
+"""configs/engines.yaml must list exactly the installed engine's argument names."""
+
+from runner import catalog
+from runner.engines import vllm as vllm_engine
+
+
+def test_vllm_argument_catalogue_matches_installed_vllm():
+    import vllm
+
+    entry = catalog.engines()["vllm"]
+    installed = set(vllm_engine.argument_names())
+    listed = set(entry["args"]) | set(entry["reserved"])
+    assert listed == installed, ("refresh with `python -m runner engine-args vllm --refresh`",
+                                 sorted(listed ^ installed))
+    assert vllm.__version__.startswith(str(entry["version"]))

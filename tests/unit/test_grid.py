@@ -1,0 +1,88 @@
+"""Grid expansion, exclusion, grouping, and content-hash ids pinned across key order and number style."""
+
+import json
+
+from runner import cli
+from runner.grid import expand, group
+from runner.ids import canonical_json, content_id
+from runner.spec import load
+from runner.trial import LoadPoint, ServingConfig, Trial
+from tests.unit.conftest import BASE
+
+
+def test_cartesian_product_grouped_and_ascending(sweep_file):
+    trials = expand(load(sweep_file()))
+    assert len(trials) == 4
+    groups = group(trials)
+    assert len(groups) == 2                                   # max_num_seqs 8 and 32 → 2 launches
+    for ts in groups.values():
+        assert [t.load.concurrency for t in ts] == [1, 8]     # ascending load within a launch
+    assert {t.serving.engine_args["max_num_seqs"] for t in trials} == {8, 32}
+    assert trials[0].load.num_prompts == 4 and trials[1].load.num_prompts == 32  # "4 * concurrency"
+
+
+def test_exclude_rules(sweep_file):
+    text = BASE + "exclude:\n  - {engine_args.max_num_seqs: 8, concurrency: 8}\n"
+    trials = expand(load(sweep_file(text)))
+    assert len(trials) == 3
+    assert not any(t.serving.engine_args["max_num_seqs"] == 8 and t.load.concurrency == 8 for t in trials)
+    # a rule of serving keys only removes the whole launch
+    text = BASE + "exclude:\n  - {engine_args.max_num_seqs: [8]}\n"
+    assert len(group(expand(load(sweep_file(text, "b.yaml"))))) == 1
+
+
+def test_expansion_is_deterministic_and_pure(sweep_file):
+    spec = load(sweep_file())
+    assert [t.trial_id for t in expand(spec)] == [t.trial_id for t in expand(spec)]
+
+
+def test_literal_list_engine_arg_is_one_axis_value(sweep_file):
+    text = BASE.replace("  max_num_seqs: [8, 32]", "  max_num_seqs: 8\n  compilation_config: [[1, 2]]")
+    trials = expand(load(sweep_file(text)))
+    assert len(trials) == 2 and trials[0].serving.engine_args["compilation_config"] == [1, 2]
+
+
+def _trial(**load_kw):
+    s = ServingConfig(engine="vllm", model="tiny", model_path="/a/b", hardware="cpu",
+                      engine_args={"max_num_seqs": 8, "enforce_eager": True})
+    lp = {"input_len": 128, "output_len": 64, "concurrency": 8, "num_prompts": 32, **load_kw}
+    return Trial(serving=s, load=LoadPoint(**lp))
+
+
+def test_trial_id_is_pinned():
+    # Pinned on purpose: if this changes, every stored result stops counting as done.
+    # Change it only together with runner.ids.SCHEMA_VERSION.
+    t = _trial()
+    assert t.trial_id == PINNED_TRIAL_ID
+    assert t.serving.serving_config_id == PINNED_SERVING_ID
+
+
+def test_id_ignores_key_order_number_style_and_model_path():
+    a = _trial()
+    b = Trial(serving=ServingConfig(engine="vllm", model="tiny", model_path="/elsewhere", hardware="cpu",
+                                    engine_args={"enforce_eager": True, "max_num_seqs": 8.0}),
+              load=LoadPoint(concurrency=8, num_prompts=32, output_len=64, input_len=128, temperature=0))
+    assert a.trial_id == b.trial_id
+    assert _trial(temperature=0.5).trial_id != a.trial_id
+    assert _trial(seed=1).trial_id != a.trial_id
+
+
+def test_canonical_json_format():
+    assert canonical_json({"b": 1.0, "a": [2.5, True, None]}) == '{"a":[2.5,true,null],"b":1}'
+    assert content_id({"x": 1}) == content_id({"x": 1.0}) != content_id({"x": True})
+
+
+def test_plan_json(sweep_file, capsys):
+    assert cli.main(["plan", sweep_file(), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 and set(rows[0]) == {"trial_id", "serving_config_id", "params"}
+    assert rows[0]["params"]["engine_args.max_num_seqs"] == 8 and rows[0]["params"]["concurrency"] == 1
+
+
+def test_plan_text_counts_launches(sweep_file, capsys):
+    assert cli.main(["plan", sweep_file()]) == 0
+    assert "4 trials in 2 serving configurations (2 engine launches)" in capsys.readouterr().out
+
+
+PINNED_TRIAL_ID = "900421b726da6c46"
+PINNED_SERVING_ID = "73e7a063c78bc256"

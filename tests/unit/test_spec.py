@@ -1,0 +1,83 @@
+"""Spec validation, including a set of broken files: each names file, key, value and allowed values."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner import cli
+from runner.errors import SweepSpecError
+from runner.spec import load
+from tests.unit.conftest import BASE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_base_file_loads_and_normalises_axes(sweep_file):
+    spec = load(sweep_file())
+    assert spec.shape.tp == [1] and spec.workload.concurrency == [1, 8] and spec.hardware == ["cpu"]
+    assert spec.experiment_name == "t"
+
+
+@pytest.mark.parametrize("sweep", sorted(p.name for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_shipped_sweeps_validate(sweep):
+    load(ROOT / "sweeps" / sweep)
+
+
+# (mutation of BASE, key path expected in the message, fragment of the allowed values)
+BROKEN = [
+    (BASE.replace("name: t", "name: t\ncolour: red"), "colour", "keys name, experiment"),
+    (BASE.replace("engine: vllm", "engine: vlm"), "engine[0]", "did you mean 'vllm'?"),
+    (BASE.replace("hardware: cpu", "hardware: [cpu, H1OO]"), "hardware[1]", "one of B200"),
+    (BASE.replace("  max_num_seqs: [8, 32]", "  max_num_seq: 8"), "engine_args.max_num_seq",
+     "did you mean max_num_seqs"),
+    (BASE.replace("  max_num_seqs: [8, 32]", "  tensor_parallel_size: 2"), "engine_args.tensor_parallel_size",
+     "shape.tp"),
+    (BASE.replace("  concurrency: [1, 8]", "  concurrency: [1, -8]"), "workload.concurrency[1]",
+     "greater than or equal to 1"),
+    (BASE.replace("  concurrency: [1, 8]", "  concurrency: []"), "workload.concurrency", "at least 1"),
+    (BASE.replace("  output_len: 64\n", ""), "workload.output_len", "required"),
+    (BASE + "  num_prompts: \"__import__('os')\"\n", "workload.num_prompts", "names ['concurrency']"),
+    (BASE + "  num_prompts: \"concurrency - 10\"\n", "workload.num_prompts", ">= 1"),
+    (BASE + "exclude:\n  - {colour: red}\n", "exclude[0].colour", "engine_args.<name>"),
+    (BASE + "shape:\n  tp: two\n", "shape.tp[0]", "valid integer"),
+    (BASE + "shape:\n  ep: maybe\n", "shape.ep[0]", "valid boolean"),
+    (BASE.replace("name: t", "name: 'bad name!'"), "name", "pattern"),
+    (BASE.replace("    path: models/tiny-llama\n", ""), "models[0].path", "required"),
+    (BASE + "prices: {Z100: 1.0}\n", "prices.Z100", "one of"),
+    ("name: [unclosed\n", "line 2, column 1", "valid YAML"),
+    ("- just\n- a list\n", "<top level>", "a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), BROKEN)
+def test_broken_files_name_file_key_value_and_allowed(sweep_file, text, key, allowed):
+    path = sweep_file(text)
+    with pytest.raises(SweepSpecError) as e:
+        load(path)
+    msg = str(e.value)
+    assert msg.startswith(path + ": "), msg
+    assert f": {key}: got " in msg, msg
+    assert allowed in msg, msg
+    assert "next: " in msg and ("python -m runner validate" in msg or "engine-args" in msg)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SweepSpecError, match="an existing sweep file"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_cli_validate_exit_codes_and_no_traceback(sweep_file, capsys):
+    assert cli.main(["validate", sweep_file()]) == 0
+    bad = sweep_file(BASE.replace("engine: vllm", "engine: vlm"), "bad.yaml")
+    assert cli.main(["validate", bad]) == 2
+    err = capsys.readouterr().err
+    assert "engine[0]" in err and "Traceback" not in err
+
+
+def test_cli_validate_as_a_process_exits_2(sweep_file):
+    bad = sweep_file(BASE.replace("  concurrency: [1, 8]", "  concurrency: zero"), "bad.yaml")
+    p = subprocess.run([sys.executable, "-m", "runner", "validate", bad], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2, p.stderr
+    assert "workload.concurrency[0]" in p.stderr and "Traceback" not in p.stderr
