@@ -49,7 +49,7 @@ class EngineActor:
             await self.engine.start(self.config)
         except Exception as e:
             return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
-                    "log_tail": _tail(traceback.format_exc())}
+                    "log_tail": log_tail(80) + "\n\n" + _tail(traceback.format_exc())}
         start_s = time.perf_counter() - t0
         vocab_size, special = self.engine.vocab()
         prompt = dataset.random_token_prompts(1, SANITY_INPUT, vocab_size, special, seed=0, salt="sanity")

@@ -1,4 +1,4 @@
-"""``python -m runner``: validate, plan, run, status, engine-args.
+"""``python -m runner``: validate, plan, run, status, sync, engine-args.
 
 Exit codes: 0 success; 1 a trial did not complete (or another runtime error); 2 bad input
 (an invalid sweep file or arguments); 130 stopped by a signal. A ``RunnerError`` is printed
@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true", help="stream engine logs to this terminal")
     s = sub.add_parser("status", help="counts by status, and failed trials with their reasons")
     s.add_argument("sweep")
+    y = sub.add_parser("sync", help="upload spooled results that have not reached MLflow")
+    y.add_argument("sweep")
     e = sub.add_parser("engine-args", help="list an engine's argument names")
     e.add_argument("engine")
     e.add_argument("--refresh", action="store_true", help="rewrite configs/engines.yaml from the installed engine")
@@ -71,6 +73,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                            rerun_status=set(args.rerun_status), verbose=args.verbose)
     if args.cmd == "status":
         return session.status(args.sweep)
+    if args.cmd == "sync":
+        return session.sync(args.sweep)
     if args.cmd == "engine-args":
         return _engine_args(args.engine, args.refresh)
     raise AssertionError(args.cmd)

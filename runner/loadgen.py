@@ -42,10 +42,9 @@ class LoadRun:
 
 
 async def _one(engine: Engine, index: int, prompt: list[int], max_tokens: int, *, ignore_eos: bool,
-               temperature: float, intended: float, timeout_s: float, tag: str) -> RequestRecord:
+               temperature: float, intended: float, timeout_s: float, tag: str, stall_after: int = 0) -> RequestRecord:
     rec = RequestRecord(index=index, prompt_tokens=len(prompt), intended=intended, st=0.0)
     rid = f"{tag}-{index}"
-    stall_after = int(os.environ.get(STALL_ENV, "0") or 0)
     rec.st = time.perf_counter()
     stream = engine.generate(prompt, max_tokens, ignore_eos=ignore_eos, temperature=temperature,
                              request_id=rid)
@@ -91,7 +90,7 @@ async def _quietly(coro: Any) -> None:
 
 async def closed_loop(engine: Engine, prompts: list[list[int]], concurrency: int, max_tokens: int, *,
                       ignore_eos: bool, temperature: float, timeout_s: float, tag: str,
-                      first_index: int = 0) -> list[RequestRecord]:
+                      first_index: int = 0, stall_after: int = 0) -> list[RequestRecord]:
     """Send every prompt, keeping at most ``concurrency`` in flight; records in prompt order."""
     it = iter(enumerate(prompts, start=first_index))
     out: list[RequestRecord] = []
@@ -100,7 +99,8 @@ async def closed_loop(engine: Engine, prompts: list[list[int]], concurrency: int
         intended = time.perf_counter()
         for i, p in it:
             out.append(await _one(engine, i, p, max_tokens, ignore_eos=ignore_eos,
-                                  temperature=temperature, intended=intended, timeout_s=timeout_s, tag=tag))
+                                  temperature=temperature, intended=intended, timeout_s=timeout_s, tag=tag,
+                                  stall_after=stall_after))
             intended = time.perf_counter()
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(prompts))))))
@@ -128,8 +128,8 @@ async def run(engine: Engine, prompts: list[list[int]], *, warmup: int, concurre
 
     task = asyncio.create_task(sampler())
     try:
-        recs = await closed_loop(engine, prompts[warmup:], concurrency, max_tokens, tag=tag,
-                                 first_index=warmup, **kw)
+        recs = await closed_loop(engine, prompts[warmup:], concurrency, max_tokens, tag=tag, first_index=warmup,
+                                 stall_after=int(os.environ.get(STALL_ENV, "0") or 0), **kw)
     finally:
         stop.set()
         await task

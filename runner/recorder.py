@@ -19,6 +19,7 @@ from runner.metrics import DEFINITION, RequestRecord, aggregate, lag_stats
 from runner.scheduler import Outcome
 from runner.spec import SweepSpec
 from runner.store import Store
+from runner.sync import upload
 from runner.trial import Status, Trial
 
 
@@ -57,13 +58,17 @@ class Recorder:
         if status is Status.COMPLETED:
             metrics = self._metrics(t, records, o.result or {})
         d = spool.attempt_dir(self.root, self.spec.name, t.trial_id, attempt)
-        self._write_spool(d, t, o, status, reason, detail, records, metrics, attempt)
-        if run_id is None and self.store is not None:
-            run_id = self._safe(lambda: self.store.start_trial(
-                t.trial_id, self._name(t), self._tags(t, o.engine or {}, attempt), self._params(t, o.engine or {})))
-        uploaded = run_id is not None and self._upload(run_id, d, status, reason, detail, metrics, o)
+        self._write_spool(d / "artifacts", t, o, status, reason, detail, records, metrics, attempt)
+        engine = o.engine or {}
+        spool.write_json(d / "upload.json", {
+            "run_id": run_id, "trial_id": t.trial_id, "attempt": attempt, "status": status.value,
+            "name": self._name(t), "params": self._params(t, engine), "tags": self._tags(t, engine, attempt),
+            "end_tags": {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {},
+            "metrics": metrics})
         spool.write_json(d / "state.json", {"status": status.value, "reason": reason, "run_id": run_id,
-                                            "uploaded": uploaded, "trial_id": t.trial_id, "attempt": attempt})
+                                            "uploaded": False, "trial_id": t.trial_id, "attempt": attempt})
+        if self.store is not None:
+            self._safe(lambda: upload(self.store, d))
         self.outcomes[t.trial_id] = (status, reason, metrics)
         tail = (f"{metrics.get('output_throughput', 0):.0f} out tok/s, median TTFT "
                 f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms" if metrics else f"{reason}: {detail[:200]}")
@@ -108,15 +113,8 @@ class Recorder:
                                              "engine": {k: eng.get(k) for k in keys}})
         if res.get("samples"):
             spool.write_json(d / "engine_samples.json", res["samples"])
-        if o.log_tail:
-            (d / "engine_log_tail.txt").write_text(o.log_tail)
-
-    def _upload(self, run_id: str, d: Path, status: Status, reason: str, detail: str,
-                metrics: dict[str, float], o: Outcome) -> bool:
-        tags = {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {}
-        samples = (o.result or {}).get("samples") or []
-        return self._safe(lambda: self.store.end_trial(run_id, status.value, tags=tags, metrics=metrics,
-                                                       steps=samples, artifacts=d) or True) is True
+        if o.log_tail or o.error:
+            (d / "engine_log_tail.txt").write_text(f"{o.error}\n\n{o.log_tail}".strip() + "\n")
 
     def _params(self, t: Trial, engine: dict[str, Any]) -> dict[str, Any]:
         p = dict(t.params())
@@ -132,16 +130,16 @@ class Recorder:
     def _tags(self, t: Trial, engine: dict[str, Any], attempt: int) -> dict[str, str]:
         return {"runner.serving_config_id": t.serving.serving_config_id, "runner.attempt": str(attempt),
                 "runner.engine_version": str((engine.get("versions") or {}).get("engine_version", "")),
-                "runner.node": str(engine.get("hostname", ""))}
+                "runner.node": str(engine.get("hostname", "")), "runner.engine_pid": str(engine.get("pid", ""))}
 
     def _name(self, t: Trial) -> str:
         return f"{t.serving.label()} c{t.load.concurrency} {t.load.input_len}/{t.load.output_len}"[:250]
 
     def _attempts(self, trial_id: str) -> int:
-        if self.store is None:
-            return 0
-        n = self._safe(lambda: self.store.attempts(trial_id))
-        return n if isinstance(n, int) else 0
+        """Attempts so far: the larger of the spool's count and MLflow's (either may be missing)."""
+        local = spool.attempts(self.root, self.spec.name, trial_id)
+        remote = self._safe(lambda: self.store.attempts(trial_id)) if self.store is not None else None
+        return max(local, remote if isinstance(remote, int) else 0)
 
     def _safe(self, fn):
         """Run an MLflow call; on failure warn and return None (the spool keeps the data)."""

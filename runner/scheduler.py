@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import placement
+from runner import loadgen, placement
 from runner.spec import TimeoutSpec
 from runner.trial import ServingConfig, Status, Trial
 
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                   "TRANSFORMERS_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")
+                   "TRANSFORMERS_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+                   loadgen.STALL_ENV)
 
 
 @dataclass
@@ -200,7 +201,7 @@ class Scheduler:
                 self.on_end(Outcome(t, Status.KILLED, reason, "the driver was stopped", engine=x.engine,
                                     started=x.current_started))
             x.pending = []
-            self._teardown(x)
+            self._teardown(x, graceful=False)  # `ray job stop` SIGKILLs 3 s after SIGTERM
 
     def _tail(self, x: Launch) -> str:
         import ray
@@ -210,16 +211,17 @@ class Scheduler:
         except Exception:
             return ""
 
-    def _teardown(self, x: Launch) -> None:
+    def _teardown(self, x: Launch, graceful: bool = True) -> None:
         """Stop the engine (best-effort), kill the actor, remove the group: always all three."""
         import ray
         from ray.util.placement_group import remove_placement_group
 
         if x.actor is not None:
-            try:
-                ray.get(x.actor.stop.remote(), timeout=20)
-            except Exception:
-                pass
+            if graceful and x.phase != "starting":
+                try:
+                    ray.get(x.actor.stop.remote(), timeout=20)
+                except Exception:
+                    pass
             ray.kill(x.actor, no_restart=True)
         if x.pg is not None:
             try:

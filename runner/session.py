@@ -11,10 +11,13 @@ from __future__ import annotations
 import signal
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from runner import grid, spool
 from runner import spec as spec_mod
+from runner import sync as sync_mod
+from runner.errors import StoreError
 from runner.recorder import Recorder
 from runner.store import STATUS, TRIAL, Store
 from runner.trial import Status, Trial
@@ -40,18 +43,25 @@ def format_plan(name: str, trials: list[Trial]) -> str:
     return "\n".join(lines)
 
 
-def select(trials: list[Trial], store: Store, max_attempts: int, rerun_ids: set[str],
+def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.SweepSpec, rerun_ids: set[str],
            rerun_status: set[str]) -> tuple[list[Trial], int, list[str]]:
-    """(trials to run, how many are done, ids skipped for exhausted attempts)."""
-    latest = store.latest_by_trial()
-    attempts = Counter(r.data.tags.get(TRIAL) for r in store.trial_runs())
+    """(trials to run, how many are done, ids skipped for exhausted attempts).
+
+    MLflow is the record; the spool fills in what has not reached it yet.
+    """
+    latest = store.latest_by_trial() if store is not None else {}
+    attempts = Counter(r.data.tags.get(TRIAL) for r in store.trial_runs()) if store is not None else Counter()
+    local_done = spool.completed(root, spec.name)
     todo, done, exhausted = [], 0, []
     for t in trials:
         st = latest[t.trial_id].data.tags.get(STATUS) if t.trial_id in latest else None
+        if st != "COMPLETED" and t.trial_id in local_done:
+            st = "COMPLETED"
         forced = t.trial_id in rerun_ids or (st or "").lower() in rerun_status
+        n = max(attempts[t.trial_id], spool.attempts(root, spec.name, t.trial_id))
         if st == "COMPLETED" and not forced:
             done += 1
-        elif forced or attempts[t.trial_id] < max_attempts:
+        elif forced or n < spec.max_attempts:
             todo.append(t)
         else:
             exhausted.append(t.trial_id)
@@ -65,17 +75,27 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
 
     spec = spec_mod.load(path)
     trials = grid.expand(spec)
-    store = Store(spec.experiment_name, spec.name)
-    reclaimed = store.reclaim_stale()
-    if reclaimed:
-        print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a stopped driver as KILLED", file=out)
-    store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
-    todo, done, exhausted = select(trials, store, spec.max_attempts, rerun_ids or set(),
+    root = spool.default_root()
+    try:
+        store: Store | None = Store(spec.experiment_name, spec.name)
+    except StoreError as e:
+        print(f"! {e}\n! going on without MLflow: results stay in {root}/; upload them later with "
+              f"`python -m runner sync {path}`", file=out, flush=True)
+        store = None
+    if store is not None:
+        uploaded, pending = sync_mod.sync(store, root, spec.name)  # before reclaiming: synced runs are not stale
+        if uploaded or pending:
+            print(f"synced {uploaded} spooled result(s) to MLflow; {pending} still pending", file=out)
+        reclaimed = store.reclaim_stale()
+        if reclaimed:
+            print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a stopped driver as KILLED", file=out)
+        store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
+    todo, done, exhausted = select(trials, store, root, spec, rerun_ids or set(),
                                    {s.lower() for s in rerun_status or set()})
     print(f"sweep {spec.name}: {len(trials)} trials; {done} done, {len(todo)} to run"
           + (f", {len(exhausted)} out of attempts (max_attempts={spec.max_attempts})" if exhausted else ""),
           file=out, flush=True)
-    rec = Recorder(spec, store, spool.default_root(), out=out)
+    rec = Recorder(spec, store, root, out=out)
     if todo:
         cluster.connect(verbose)
         removed = placement.remove_orphans(spec.name)
@@ -93,7 +113,20 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
             return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
+    if store is None:
+        print(f"MLflow was unreachable: results are in {root}/{spec.name}/; "
+              f"upload them with `python -m runner sync {path}`", file=out)
+        return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
     return summarize(path, spec, trials, store, out)
+
+
+def sync(path: str, out=sys.stdout) -> int:
+    spec = spec_mod.load(path)
+    store = Store(spec.experiment_name, spec.name)
+    store.parent()
+    uploaded, pending = sync_mod.sync(store, spool.default_root(), spec.name)
+    print(f"sweep {spec.name}: uploaded {uploaded} spooled result(s); {pending} still pending", file=out)
+    return 0 if not pending else 1
 
 
 def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: Store, out=sys.stdout) -> int:

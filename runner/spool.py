@@ -1,11 +1,14 @@
 """The local spool: every trial attempt's results on disk before they go to MLflow.
 
-Layout: ``<root>/<sweep>/<trial_id>/attempt-<n>/`` holding ``result.json`` (vLLM
-``--save-result`` key names plus per-request arrays and a ``runner`` provenance block),
-``requests.parquet`` (one row per measured request, chunk times as lists),
-``serving_config.json``, ``system.json``, and ``state.json`` (status, MLflow run id,
-whether it reached MLflow). Invariant: files are written only under the attempt's folder,
-and ``state.json`` is written last, atomically, so a crash never leaves a half-state.
+Layout: ``<root>/<sweep>/<trial_id>/attempt-<n>/`` holding
+- ``artifacts/``: what the MLflow run gets — ``result.json`` (vLLM ``--save-result`` key names,
+  per-request arrays and a ``runner`` provenance block), ``requests.parquet`` (one row per
+  measured request, chunk times as lists), ``serving_config.json``, ``system.json``,
+  ``engine_samples.json``, ``engine_log_tail.txt``;
+- ``upload.json``: the run's name, params, tags, status and metrics (see ``runner.sync``);
+- ``state.json``: status, MLflow run id, and whether the attempt reached MLflow.
+Invariant: files are written only under the attempt's folder, each atomically, and
+``state.json`` last, so a crash never leaves a half-state that claims to be complete.
 """
 
 from __future__ import annotations
@@ -24,8 +27,22 @@ def default_root() -> Path:
 
 def attempt_dir(root: Path, sweep: str, trial_id: str, attempt: int) -> Path:
     d = root / sweep / trial_id / f"attempt-{attempt}"
-    d.mkdir(parents=True, exist_ok=True)
+    (d / "artifacts").mkdir(parents=True, exist_ok=True)
     return d
+
+
+def attempts(root: Path, sweep: str, trial_id: str) -> int:
+    """How many attempts of this trial the spool holds."""
+    return len(list((root / sweep / trial_id).glob("attempt-*")))
+
+
+def completed(root: Path, sweep: str) -> set[str]:
+    """Trial ids with a COMPLETED attempt in the spool (uploaded or not)."""
+    out = set()
+    for state in (root / sweep).glob("*/attempt-*/state.json"):
+        if json.loads(state.read_text()).get("status") == "COMPLETED":
+            out.add(state.parent.parent.name)
+    return out
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -29,6 +29,11 @@ def default_uri() -> str:
 class Store:
     def __init__(self, experiment: str, sweep: str, uri: str | None = None):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # Bounded retries: an unreachable server costs seconds per call, not minutes; the
+        # spool keeps the data and `sync` retries later.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
         self.uri, self.sweep = uri or default_uri(), sweep

@@ -91,7 +91,7 @@ class ScalarType:
         return cls(exponent, mantissa, True, 0, finite_values_only, nan_repr)
 
 
-class scalar_types:  # noqa: N801 -- the real package's name
+class scalar_types:
     int4 = ScalarType.int_(4, None)
     uint4 = ScalarType.uint(4, None)
     int8 = ScalarType.int_(8, None)
