@@ -39,5 +39,5 @@ def hardware() -> dict[str, dict[str, Any]]:
 
 
 def engines() -> dict[str, dict[str, Any]]:
-    """Engine name → {version, module, reserved: {arg: sweep key}, args: [names]}."""
+    """Engine name → {version, reserved: {arg: sweep key}, args: [names]}."""
     return _read("engines.yaml")

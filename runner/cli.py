@@ -92,7 +92,9 @@ def _engine_args(engine: str, refresh: bool) -> int:
     if refresh:
         import yaml
 
-        mod = importlib.import_module(engines[engine]["module"])
+        from runner.engines.base import MODULES
+
+        mod = importlib.import_module(MODULES[engine])
         names = [n for n in mod.argument_names() if n not in engines[engine]["reserved"]]
         path = catalog.config_dir() / "engines.yaml"
         text = path.read_text()

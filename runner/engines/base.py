@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from runner import catalog
 from runner.trial import ServingConfig
 
 
@@ -56,10 +55,14 @@ class Engine(Protocol):
         """Shut the engine down; best-effort."""
 
 
+#: Engine name → the module implementing it (its ``ENGINE`` class). Code, not configuration:
+#: the actor needs it on nodes that have no copy of ``configs/``.
+MODULES = {"vllm": "runner.engines.vllm", "sglang": "runner.engines.sglang"}
+
+
 def load_engine(name: str) -> Engine:
-    """Instantiate engine ``name`` from its module in ``configs/engines.yaml``."""
-    module = importlib.import_module(catalog.engines()[name]["module"])
-    return module.ENGINE()
+    """Instantiate engine ``name``; its library is imported only when it starts."""
+    return importlib.import_module(MODULES[name]).ENGINE()
 
 
 def engine_kwargs(config: ServingConfig, reserved: dict[str, Any]) -> dict[str, Any]:

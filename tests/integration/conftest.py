@@ -42,7 +42,10 @@ def ray_local(tiny_model):
 @pytest.fixture
 def mlflow_env(tmp_path, monkeypatch):
     """A fresh SQLite MLflow and spool for one test; returns the tracking URI."""
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # create the schema now: tests poll while drivers write
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RUNNER_SPOOL", str(tmp_path / "spool"))
     return uri
