@@ -113,11 +113,14 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
             return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
-    if store is None:
-        print(f"MLflow was unreachable: results are in {root}/{spec.name}/; "
-              f"upload them with `python -m runner sync {path}`", file=out)
-        return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
-    return summarize(path, spec, trials, store, out)
+    if store is not None:
+        try:
+            return summarize(path, spec, trials, store, out)
+        except Exception as e:
+            print(f"! MLflow unreachable for the summary ({type(e).__name__})", file=out)
+    print(f"results not all in MLflow: they are in {root}/{spec.name}/; "
+          f"upload them with `python -m runner sync {path}`", file=out)
+    return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
 
 
 def sync(path: str, out=sys.stdout) -> int:
