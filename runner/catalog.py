@@ -41,3 +41,8 @@ def hardware() -> dict[str, dict[str, Any]]:
 def engines() -> dict[str, dict[str, Any]]:
     """Engine name → {version, reserved: {arg: sweep key}, args: [names]}."""
     return _read("engines.yaml")
+
+
+def lanes() -> dict[str, dict[str, Any]]:
+    """Lane name → {description, py_executable | build | image_uri | pip, env}."""
+    return _read("lanes.yaml")

@@ -45,9 +45,10 @@ def _serving_configs(spec: SweepSpec) -> Iterable[ServingConfig]:
     for engine, model, hw, tp, pp, dp, ep in itertools.product(
             spec.engine, spec.models, spec.hardware, sh.tp, sh.pp, sh.dp, sh.ep):
         merged = {**spec.engine_args, **model.engine_args}
+        lane = model.lane or spec.lanes.get(engine, "default")
         for args in _arg_grid(merged):
             yield ServingConfig(engine=engine, model=model.id, model_path=model.path, hardware=hw,
-                                tp=tp, pp=pp, dp=dp, ep=ep, engine_args=args)
+                                tp=tp, pp=pp, dp=dp, ep=ep, engine_args=args, lane=lane)
 
 
 def _arg_grid(args: dict[str, Any]) -> Iterable[dict[str, Any]]:

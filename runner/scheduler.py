@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import loadgen, placement
+from runner import lanes, loadgen, placement
+from runner.errors import RunnerError
 from runner.spec import TimeoutSpec
 from runner.trial import ServingConfig, Status, Trial
 
@@ -119,7 +120,10 @@ class Scheduler:
             value = {"ok": False, "reason": "engine_died" if x.phase == "running" else "engine_start_error",
                      "error": f"{type(e).__name__}: {str(e)[:1500]}"}
         if x.phase == "placing":
-            self._start_actor(x)
+            try:
+                self._start_actor(x)
+            except RunnerError as e:  # e.g. a lane that cannot be built
+                self._fail_all(x, Status.FAILED, "engine_start_error", str(e))
         elif x.phase == "starting":
             if not value.get("ok"):
                 self._fail_all(x, Status.FAILED, value["reason"], value.get("error", ""), value.get("log_tail", ""))
@@ -147,10 +151,14 @@ class Scheduler:
 
         env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         env.update(x.req.env)
+        runtime, lane_env = lanes.runtime_env(x.serving.lane)
+        env.update(lane_env)
+        if "py_executable" in runtime and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+            env.setdefault("PYTHONPATH", str(lanes.REPO))  # another venv: give it this package
         strategy = PlacementGroupSchedulingStrategy(x.pg, placement_group_bundle_index=0,
                                                     placement_group_capture_child_tasks=True)
         x.actor = ray.remote(EngineActor).options(
-            scheduling_strategy=strategy, runtime_env={"env_vars": env}, max_restarts=0,
+            scheduling_strategy=strategy, runtime_env={**runtime, "env_vars": env}, max_restarts=0,
             **x.req.actor_resources).remote(x.serving.model_dump(exclude={"serving_config_id"}), 0)
         x.phase, x.ref = "starting", x.actor.start.remote(self.timeouts.request_s)
         x.deadline = time.monotonic() + self.timeouts.engine_start_s

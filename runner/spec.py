@@ -46,6 +46,7 @@ class ModelSpec(Strict):
     path: str = Field(min_length=1, description="Local path or hub id passed to the engine.")
     engine_args: dict[str, Any] = Field(default_factory=dict,
                                         description="Per-model engine-argument overrides.")
+    lane: str | None = Field(default=None, description="Engine lane for this model (configs/lanes.yaml).")
 
 
 class ShapeSpec(Strict):
@@ -98,6 +99,7 @@ class SweepSpec(Strict):
     prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
     max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
+    lanes: dict[str, str] = Field(default_factory=dict, description="Engine name → lane (configs/lanes.yaml).")
 
     @property
     def experiment_name(self) -> str:
@@ -155,6 +157,15 @@ def _check(file: str, spec: SweepSpec) -> None:
         _check_engine_args(file, "engine_args", spec.engine_args, eng)
         for i, m in enumerate(spec.models):
             _check_engine_args(file, f"models[{i}].engine_args", m.engine_args, eng)
+    lanes = catalog.lanes()
+    for eng, lane in spec.lanes.items():
+        if eng not in engines:
+            raise SweepSpecError(file, f"lanes.{eng}", eng, _choices(eng, engines))
+        if lane not in lanes:
+            raise SweepSpecError(file, f"lanes.{eng}", lane, _choices(lane, lanes))
+    for i, m in enumerate(spec.models):
+        if m.lane is not None and m.lane not in lanes:
+            raise SweepSpecError(file, f"models[{i}].lane", m.lane, _choices(m.lane, lanes))
     ids = [m.id for m in spec.models]
     for i, mid in enumerate(ids):
         if ids.index(mid) != i:

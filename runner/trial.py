@@ -64,6 +64,7 @@ class ServingConfig(Record):
     dp: int = 1
     ep: bool = False
     engine_args: dict[str, Any] = Field(default_factory=dict)
+    lane: str = "default"
 
     @computed_field
     @property
@@ -71,8 +72,15 @@ class ServingConfig(Record):
         return content_id(self.identity())
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the measurement (not the machine-specific model path)."""
-        return self.model_dump(exclude={"serving_config_id", "model_path"})
+        """The fields that define the measurement (not the machine-specific model path).
+
+        The lane counts (another engine build is another measurement), except the default
+        lane, which is left out so ids from before lanes existed stay valid.
+        """
+        d = self.model_dump(exclude={"serving_config_id", "model_path"})
+        if d["lane"] == "default":
+            del d["lane"]
+        return d
 
     @property
     def gpus_per_replica(self) -> int:
@@ -86,7 +94,8 @@ class ServingConfig(Record):
     def label(self) -> str:
         args = " ".join(f"{k}={v}" for k, v in sorted(self.engine_args.items()))
         shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"
-        return f"{self.engine} {self.model} {self.hardware} {shape} {args}".strip()
+        lane = "" if self.lane == "default" else f" [{self.lane}]"
+        return f"{self.engine}{lane} {self.model} {self.hardware} {shape} {args}".strip()
 
 
 class LoadPoint(Record):
