@@ -64,20 +64,35 @@ class EngineActor:
                              f"({recs[0].error or recs[0].finish_reason})"}
         return {"ok": True, **info}
 
-    async def run(self, load: dict[str, Any], request_timeout_s: float) -> dict[str, Any]:
-        """Run one load point; return records as columns plus engine samples."""
+    async def run(self, load: dict[str, Any], request_timeout_s: float, replicas: int = 1) -> dict[str, Any]:
+        """Run this replica's share of one load point; return records plus engine samples.
+
+        With DP = ``replicas``, replica i takes measured prompts i, i+n, i+2n… and an even
+        share of the concurrency (the first ``c mod n`` replicas one more), so each engine
+        always holds its share of the requests in flight: least-outstanding balancing for a
+        closed loop. Every replica warms up on its own engine.
+        """
         lp = LoadPoint.model_validate(load)
         vocab_size, special = self.engine.vocab()
         prompts = dataset.random_token_prompts(lp.warmup + lp.num_prompts, lp.input_len, vocab_size,
                                                special, lp.seed, salt=(lp.output_len, lp.concurrency))
+        i, n = self.replica, max(replicas, 1)
+        prompts = prompts[:lp.warmup] + prompts[lp.warmup:][i::n]
+        concurrency = lp.concurrency // n + (1 if i < lp.concurrency % n else 0)
+        if len(prompts) == lp.warmup or concurrency == 0:
+            return {"ok": True, "replica": i, "duration_s": 0.0, "records": [], "warmup_count": 0,
+                    "clock_offset": time.time() - time.perf_counter(), "samples": [], "loop_lag_ms": []}
         try:
-            res = await loadgen.run(self.engine, prompts, warmup=lp.warmup, concurrency=lp.concurrency,
+            res = await loadgen.run(self.engine, prompts, warmup=lp.warmup, concurrency=concurrency,
                                     max_tokens=lp.output_len, ignore_eos=lp.ignore_eos,
                                     temperature=lp.temperature, timeout_s=request_timeout_s,
                                     tag=f"r{self.replica}")
         except loadgen.EngineDied as e:
             return {"ok": False, "reason": "engine_died", "error": _short(e), "log_tail": log_tail()}
-        return {"ok": True, "replica": self.replica, "duration_s": res.duration_s,
+        for r in res.records:
+            r.replica = i
+        offset = time.time() - time.perf_counter()
+        return {"ok": True, "replica": i, "duration_s": res.duration_s, "clock_offset": offset,
                 "records": [r.__dict__ for r in res.records], "warmup_count": len(res.warmup),
                 "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats()}
 

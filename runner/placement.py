@@ -1,13 +1,16 @@
-"""Serving configurations → Ray placement-group requests, and feasibility against the cluster.
+"""Serving configurations → Ray placement-group requests; feasibility and fit against the cluster.
 
-Invariants:
-- One replica = one placement group. GPU hardware asks for ``{"GPU": n, "CPU": 1}`` in one
-  STRICT_PACK bundle on a node whose ``label_key`` label equals the catalogue's ``label``
-  (or that has the resource ``accelerator_type:<label>``); CPU hardware asks for
-  ``{"CPU": cpus_per_device × TP × PP}`` and no label.
-- ``check()`` decides from ``ray.nodes()`` alone, before anything is reserved: a request that
-  no alive node can ever hold gets a reason naming what is missing.
-- Group names start with ``prefix(sweep)``, so a restarted driver can find and remove orphans.
+One engine replica = one placement group. For a replica of ``n = TP × PP`` devices:
+- GPU hardware, ``n`` fits one node of the type → one bundle ``{"GPU": n, "CPU": 1}``,
+  STRICT_PACK; the engine actor holds all ``n`` GPUs, so Ray sets its CUDA_VISIBLE_DEVICES.
+- GPU hardware, ``n`` larger than any node → ``n`` bundles of ``{"GPU": 1}`` (the first also
+  ``"CPU": 1``), PACK across nodes: the layout vLLM's Ray executor reuses from the caller's
+  group. The actor holds no GPU; its child tasks (the engine's workers) are captured.
+- CPU hardware → one bundle ``{"CPU": cpus_per_device × n}``, STRICT_PACK.
+The GPU type is a node label (``label_key``, default ``ray.io/accelerator-type``) or the
+resource ``accelerator_type:<label>``. Invariants: ``check`` decides from node *totals* alone
+(can this ever fit, all DP replicas at once?), ``fits_now`` from current availability; group
+names start with ``prefix(sweep)`` so a restarted driver can remove orphans.
 """
 
 from __future__ import annotations
@@ -36,10 +39,25 @@ class Request:
 
     @property
     def devices(self) -> int:
-        return int(sum(b.get("GPU", 0) for b in self.bundles)) if self.kind == "gpu" else 0
+        return int(sum(b.get("GPU", 0) for b in self.bundles))
+
+    @property
+    def spans_nodes(self) -> bool:
+        return self.strategy != "STRICT_PACK"
 
 
-def request_for(config: ServingConfig, label_key: str = LABEL_KEY) -> Request:
+def _matches(node: dict[str, Any], label: str | None, label_key: str) -> bool:
+    if label is None:
+        return True
+    return (node.get("Labels") or {}).get(label_key) == label or \
+        f"accelerator_type:{label}" in (node.get("Resources") or {})
+
+
+def typed_nodes(nodes: list[dict[str, Any]], label: str | None, label_key: str = LABEL_KEY) -> list[dict]:
+    return [n for n in nodes if n.get("Alive") and _matches(n, label, label_key)]
+
+
+def request_for(config: ServingConfig, nodes: list[dict[str, Any]], label_key: str = LABEL_KEY) -> Request:
     hw = catalog.hardware()[config.hardware]
     n = config.gpus_per_replica
     env = {str(k): str(v) for k, v in (hw.get("env") or {}).items()}
@@ -49,34 +67,62 @@ def request_for(config: ServingConfig, label_key: str = LABEL_KEY) -> Request:
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "|".join(str(i) for i in range(n)))
         return Request(config.hardware, "cpu", [{"CPU": cpus}], "STRICT_PACK",
                        actor_resources={"num_cpus": cpus}, env=env)
-    return Request(config.hardware, "gpu", [{"GPU": float(n), "CPU": 1.0}], "STRICT_PACK",
-                   label=hw.get("label", config.hardware), label_key=label_key,
-                   actor_resources={"num_gpus": float(n), "num_cpus": 1.0}, env=env)
+    label = hw.get("label", config.hardware)
+    most = max((t.get("Resources", {}).get("GPU", 0) for t in typed_nodes(nodes, label, label_key)), default=0)
+    if n <= max(most, 1):
+        return Request(config.hardware, "gpu", [{"GPU": float(n), "CPU": 1.0}], "STRICT_PACK", label, label_key,
+                       {"num_gpus": float(n), "num_cpus": 1.0}, env)
+    bundles = [{"GPU": 1.0, "CPU": 1.0}] + [{"GPU": 1.0} for _ in range(n - 1)]
+    return Request(config.hardware, "gpu", bundles, "PACK", label, label_key, {"num_cpus": 1.0}, env)
 
 
-def _node_matches(node: dict[str, Any], req: Request) -> bool:
-    if req.label is None:
-        return True
-    labels = node.get("Labels") or {}
-    res = node.get("Resources") or {}
-    return labels.get(req.label_key) == req.label or f"accelerator_type:{req.label}" in res
+def _pack(reqs: list[Request], capacity: dict[str, dict[str, float]], eligible: dict[str, bool]) -> bool:
+    """First-fit decreasing of every bundle onto node capacities (mutated); STRICT_PACK groups whole."""
+    for req in sorted(reqs, key=lambda r: -sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles)):
+        nodes = [k for k in capacity if eligible[k]]
+        if req.spans_nodes:
+            for b in req.bundles:
+                spot = next((k for k in nodes if all(capacity[k].get(r, 0) >= v for r, v in b.items())), None)
+                if spot is None:
+                    return False
+                for r, v in b.items():
+                    capacity[spot][r] -= v
+        else:
+            need = {r: sum(b.get(r, 0) for b in req.bundles) for b in req.bundles for r in b}
+            spot = next((k for k in nodes if all(capacity[k].get(r, 0) >= v for r, v in need.items())), None)
+            if spot is None:
+                return False
+            for r, v in need.items():
+                capacity[spot][r] -= v
+    return True
 
 
-def check(req: Request, nodes: list[dict[str, Any]]) -> str | None:
-    """``None`` if some alive node can hold a bundle, else the reason it never can."""
+def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
+    """``None`` if all replicas can ever be placed at once, else a reason naming what is missing."""
+    req = reqs[0]
     alive = [n for n in nodes if n.get("Alive")]
-    typed = [n for n in alive if _node_matches(n, req)]
+    typed = typed_nodes(alive, req.label, req.label_key)
     if not typed:
-        return (f"no alive node has {req.label_key}={req.label} (or resource "
-                f"accelerator_type:{req.label}); nodes: {_describe(alive)}")
-    need = req.bundles[0]
-    for n in typed:
-        res = n.get("Resources") or {}
-        if all(res.get(k, 0) >= v for k, v in need.items()):
-            return None
+        return (f"no alive node has {req.label_key}={req.label} (or resource accelerator_type:{req.label}); "
+                f"nodes: {_describe(alive)}")
     kind = "GPU" if req.kind == "gpu" else "CPU"
+    cap = {n["NodeID"]: dict(n.get("Resources") or {}) for n in typed}
+    if _pack(reqs, cap, dict.fromkeys(cap, True)):
+        return None
+    per = max(sum(b.get(kind, 0) for b in r.bundles) for r in reqs)
+    total = sum((n.get("Resources") or {}).get(kind, 0) for n in typed)
     most = max((n.get("Resources") or {}).get(kind, 0) for n in typed)
-    return (f"needs {need.get(kind, 0):g} {kind} on one {req.hardware} node; the largest has {most:g}")
+    where = "on one node" if not req.spans_nodes else "across nodes"
+    return (f"needs {len(reqs)} replica(s) × {per:g} {kind} of {req.hardware} {where}; the cluster has "
+            f"{len(typed)} such node(s), {total:g} {kind} in all, at most {most:g} per node")
+
+
+def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:
+    """Whether all replicas fit the cluster's currently available resources."""
+    req = reqs[0]
+    ids = {n["NodeID"] for n in typed_nodes(nodes, req.label, req.label_key)}
+    cap = {k: dict(v) for k, v in available.items() if k in ids}
+    return _pack(reqs, cap, dict.fromkeys(cap, True))
 
 
 def _describe(nodes: list[dict[str, Any]]) -> str:

@@ -81,6 +81,14 @@ class Recorder:
         m = aggregate(records, result.get("duration_s", 0.0), percentiles=w.percentiles, slo_ms=slo or None,
                       gpus=t.serving.gpus, price_per_gpu_hour=price_for(self.spec, t.serving.hardware))
         m.update(lag_stats(records, w.percentiles))
+        replicas = sorted({r.replica for r in records})
+        if len(replicas) > 1:  # DP: the aggregate above, and each replica's share
+            dur = result.get("duration_s", 0.0)
+            for i in replicas:
+                part = aggregate([r for r in records if r.replica == i], dur, percentiles=[50])
+                for k in ("completed", "output_throughput", "median_ttft_ms", "median_tpot_ms"):
+                    if k in part:
+                        m[f"replica{i}.{k}"] = part[k]
         lags = result.get("loop_lag_ms") or []
         if lags:
             m["max_loop_lag_ms"] = max(lags)
@@ -108,7 +116,8 @@ class Recorder:
             spool.write_requests(d / "requests.parquet", records)
         spool.write_json(d / "serving_config.json", t.serving.model_dump())
         eng = o.engine or {}
-        keys = ("versions", "system", "node_id", "hostname", "pid", "cuda_visible_devices", "gpu_ids", "start_s")
+        keys = ("versions", "system", "node_id", "hostname", "pid", "cuda_visible_devices", "gpu_ids", "start_s",
+                "replicas", "bundle_nodes")
         spool.write_json(d / "system.json", {"driver": {"python": sys.version.split()[0], "runner": __version__},
                                              "engine": {k: eng.get(k) for k in keys}})
         if res.get("samples"):
@@ -125,12 +134,17 @@ class Recorder:
             p[f"version.{k}"] = v
         if "start_s" in engine:
             p["engine_start_s"] = round(engine["start_s"], 3)
+        if engine.get("bundle_nodes"):
+            p["placement.nodes"] = len({n for group in engine["bundle_nodes"] for n in group})
+            p["placement.bundles"] = sum(len(g) for g in engine["bundle_nodes"])
+        p["placement.gpus_per_node"] = catalog.hardware()[t.serving.hardware].get("gpus_per_node", 0)
         return p
 
     def _tags(self, t: Trial, engine: dict[str, Any], attempt: int) -> dict[str, str]:
         return {"runner.serving_config_id": t.serving.serving_config_id, "runner.attempt": str(attempt),
                 "runner.engine_version": str((engine.get("versions") or {}).get("engine_version", "")),
-                "runner.node": str(engine.get("hostname", "")), "runner.engine_pid": str(engine.get("pid", ""))}
+                "runner.node": ",".join(sorted({r.get("node_id", "")[:12] for r in engine.get("replicas", [])})),
+                "runner.engine_pid": str(engine.get("pid", ""))}
 
     def _name(self, t: Trial) -> str:
         return f"{t.serving.label()} c{t.load.concurrency} {t.load.input_len}/{t.load.output_len}"[:250]

@@ -1,19 +1,26 @@
 """Which serving configurations run now; launching, advancing and reaping their actors.
 
 The scheduler is a single-threaded event loop in the driver over ``ray.wait``. Each serving
-configuration is a ``Launch`` that moves queued → placing → starting → running → done; every
-phase has a deadline from the sweep's ``timeouts``. Invariants:
+configuration is a ``Launch`` of DP replicas (one placement group and engine actor each)
+that moves queued → placing → starting → running → done; every phase has a deadline from
+the sweep's ``timeouts``. Invariants:
 - every trial handed in gets exactly one ``on_end`` call, with one status and, unless it
   completed, one reason from ``runner.trial.FAILURE_REASONS``;
-- a launch's actor is killed and its group removed on every path out (success, error,
+- a launch's actors are killed and its groups removed on every path out (success, error,
   timeout, SIGTERM);
 - when an engine dies or a load point times out, the launch's remaining trials are queued
   again as a fresh launch, so one bad trial does not take its siblings down.
+
+Admission: launches are considered largest first (devices per launch), and one is started
+only when all its replicas fit the cluster's *available* resources now, so groups do not
+sit pending behind each other. Smaller launches backfill around a waiting larger one until
+it has waited ``starvation_s``; then nothing new starts until it does.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,25 +54,32 @@ class Outcome:
 class Launch:
     serving: ServingConfig
     pending: list[Trial]
-    req: placement.Request
+    reqs: list[placement.Request] = field(default_factory=list)
     phase: str = "queued"
-    pg: Any = None
-    actor: Any = None
-    ref: Any = None
+    pgs: list[Any] = field(default_factory=list)
+    actors: list[Any] = field(default_factory=list)
+    refs: list[Any] = field(default_factory=list)
+    waiting: set = field(default_factory=set)
     deadline: float = math.inf
+    queued_at: float = field(default_factory=time.monotonic)
     current: Trial | None = None
     current_started: float = 0.0
     engine: dict[str, Any] | None = None
+
+    @property
+    def devices(self) -> float:
+        return sum(sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles) for r in self.reqs)
 
 
 class Scheduler:
     def __init__(self, sweep: str, groups: list[list[Trial]], timeouts: TimeoutSpec, *,
                  on_start: Callable[[Trial, dict], None], on_end: Callable[[Outcome], None],
-                 max_parallel: int | None = None):
-        self.sweep, self.timeouts = sweep, timeouts
+                 max_parallel: int | None = None, label_key: str = placement.LABEL_KEY,
+                 starvation_s: float = 120.0):
+        self.sweep, self.timeouts, self.label_key = sweep, timeouts, label_key
         self.on_start, self.on_end = on_start, on_end
-        self.max_parallel = max_parallel or 10**9
-        self.launches = [Launch(g[0].serving, list(g), placement.request_for(g[0].serving)) for g in groups]
+        self.max_parallel, self.starvation_s = max_parallel or 10**9, starvation_s
+        self.launches = [Launch(g[0].serving, list(g)) for g in groups]
         self.stopping = False
         self._seq = 0
 
@@ -77,14 +91,17 @@ class Scheduler:
             while any(x.phase != "done" for x in self.launches):
                 if self.stopping:
                     raise KeyboardInterrupt
-                self._admit(ray.nodes())
-                active = [x for x in self.launches if x.ref is not None]
+                self._admit()
+                active = [x for x in self.launches if x.waiting]
                 if not active:
+                    time.sleep(0.2)
                     continue
                 wait = max(0.0, min(x.deadline for x in active) - time.monotonic())
-                ready, _ = ray.wait([x.ref for x in active], num_returns=1, timeout=min(wait, 1.0))
+                pending = [r for x in active for r in x.waiting]
+                ready, _ = ray.wait(pending, num_returns=1, timeout=min(wait, 1.0))
                 for x in active:
-                    if x.ref in ready:
+                    x.waiting.difference_update(ready)
+                    if not x.waiting:
                         self._advance(x)
                     elif time.monotonic() > x.deadline:
                         self._timeout(x)
@@ -92,76 +109,103 @@ class Scheduler:
             self._kill_all("driver_killed")
             raise
 
-    def _admit(self, nodes: list[dict]) -> None:
-        running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
-        for x in self.launches:
-            if x.phase != "queued":
-                continue
-            why = placement.check(x.req, nodes)
+    def _admit(self) -> None:
+        import ray
+        from ray._private import state
+
+        queued = [x for x in self.launches if x.phase == "queued"]
+        if not queued:
+            return
+        nodes = ray.nodes()
+        for x in queued:
+            if not x.reqs:
+                req = placement.request_for(x.serving, nodes, self.label_key)
+                x.reqs = [req] * x.serving.dp
+            why = placement.check(x.reqs, nodes)
             if why:
                 self._fail_all(x, Status.UNSCHEDULABLE, "unschedulable", why)
-                continue
+        running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
+        available = state.available_resources_per_node()
+        now = time.monotonic()
+        for x in sorted((x for x in self.launches if x.phase == "queued"), key=lambda x: (-x.devices, x.queued_at)):
             if running >= self.max_parallel:
+                return
+            if not placement.fits_now(x.reqs, nodes, available):
+                if now - x.queued_at > self.starvation_s:
+                    return  # hold smaller launches back until this one fits
                 continue
-            self._seq += 1
-            x.pg = placement.create(x.req, f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}",
-                                    nodes)
-            x.phase, x.ref = "placing", x.pg.ready()
-            x.deadline = time.monotonic() + self.timeouts.placement_s
+            for req in x.reqs:  # account for what this launch takes before considering the next
+                placement._pack([req], available, dict.fromkeys(available, True))
+            self._place(x, nodes)
             running += 1
+
+    def _place(self, x: Launch, nodes: list[dict]) -> None:
+        self._seq += 1
+        base = f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}"
+        x.pgs = [placement.create(r, f"{base}-r{i}", nodes) for i, r in enumerate(x.reqs)]
+        self._wait(x, "placing", [pg.ready() for pg in x.pgs], self.timeouts.placement_s)
+
+    def _wait(self, x: Launch, phase: str, refs: list[Any], timeout_s: float) -> None:
+        x.phase, x.refs, x.waiting = phase, refs, set(refs)
+        x.deadline = time.monotonic() + timeout_s
 
     def _advance(self, x: Launch) -> None:
         import ray
         from ray.exceptions import RayError
 
-        try:
-            value = ray.get(x.ref)
-        except RayError as e:
-            value = {"ok": False, "reason": "engine_died" if x.phase == "running" else "engine_start_error",
-                     "error": f"{type(e).__name__}: {str(e)[:1500]}"}
+        values = []
+        for ref in x.refs:
+            try:
+                values.append(ray.get(ref))
+            except RayError as e:
+                values.append({"ok": False, "reason": "engine_died" if x.phase == "running" else "engine_start_error",
+                               "error": f"{type(e).__name__}: {str(e)[:1500]}"})
+        bad = next((v for v in values if isinstance(v, dict) and not v.get("ok")), None)
         if x.phase == "placing":
             try:
-                self._start_actor(x)
+                self._start_actors(x)
             except RunnerError as e:  # e.g. a lane that cannot be built
                 self._fail_all(x, Status.FAILED, "engine_start_error", str(e))
         elif x.phase == "starting":
-            if not value.get("ok"):
-                self._fail_all(x, Status.FAILED, value["reason"], value.get("error", ""), value.get("log_tail", ""))
+            if bad:
+                self._fail_all(x, Status.FAILED, bad["reason"], bad.get("error", ""), bad.get("log_tail", ""))
                 return
-            x.engine = value
+            x.engine = {**values[0], "bundle_nodes": _bundle_nodes(x.pgs),
+                        "replicas": [{k: v.get(k) for k in ("node_id", "hostname", "pid", "cuda_visible_devices",
+                                                            "gpu_ids", "start_s")} for v in values]}
             self._next(x)
         elif x.phase == "running":
             trial, x.current = x.current, None
-            if value.get("ok"):
-                self.on_end(Outcome(trial, Status.COMPLETED, result=value, engine=x.engine,
-                                    started=x.current_started))
-                self._next(x)
-            else:
-                self.on_end(Outcome(trial, Status.FAILED, value["reason"], value.get("error", ""),
-                                    value.get("log_tail", ""), engine=x.engine, started=x.current_started))
+            if bad:
+                self.on_end(Outcome(trial, Status.FAILED, bad["reason"], bad.get("error", ""),
+                                    bad.get("log_tail", ""), engine=x.engine, started=x.current_started))
                 self._requeue_rest(x)
+                return
+            self.on_end(Outcome(trial, Status.COMPLETED, result=merge(values), engine=x.engine,
+                                started=x.current_started))
+            self._next(x)
 
-    def _start_actor(self, x: Launch) -> None:
-        import os
-
+    def _start_actors(self, x: Launch) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from runner.actor import EngineActor
 
         env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
-        env.update(x.req.env)
+        env.update(x.reqs[0].env)
         runtime, lane_env = lanes.runtime_env(x.serving.lane)
         env.update(lane_env)
         if "py_executable" in runtime and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
             env.setdefault("PYTHONPATH", str(lanes.REPO))  # another venv: give it this package
-        strategy = PlacementGroupSchedulingStrategy(x.pg, placement_group_bundle_index=0,
-                                                    placement_group_capture_child_tasks=True)
-        x.actor = ray.remote(EngineActor).options(
-            scheduling_strategy=strategy, runtime_env={**runtime, "env_vars": env}, max_restarts=0,
-            **x.req.actor_resources).remote(x.serving.model_dump(exclude={"serving_config_id"}), 0)
-        x.phase, x.ref = "starting", x.actor.start.remote(self.timeouts.request_s)
-        x.deadline = time.monotonic() + self.timeouts.engine_start_s
+        cls = ray.remote(EngineActor)
+        config = x.serving.model_dump(exclude={"serving_config_id"})
+        for i, (pg, req) in enumerate(zip(x.pgs, x.reqs)):
+            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0,
+                                                        placement_group_capture_child_tasks=True)
+            x.actors.append(cls.options(scheduling_strategy=strategy, runtime_env={**runtime, "env_vars": env},
+                                        max_restarts=0, **req.actor_resources).remote(config, i))
+        self._wait(x, "starting", [a.start.remote(self.timeouts.request_s) for a in x.actors],
+                   self.timeouts.engine_start_s)
 
     def _next(self, x: Launch) -> None:
         if not x.pending or self.stopping:
@@ -170,9 +214,10 @@ class Scheduler:
         x.current = x.pending.pop(0)
         x.current_started = time.time()
         self.on_start(x.current, x.engine or {})
-        x.phase = "running"
-        x.ref = x.actor.run.remote(x.current.load.model_dump(), self.timeouts.request_s)
-        x.deadline = time.monotonic() + self.timeouts.trial_s
+        n = len(x.actors)
+        load = x.current.load.model_dump()
+        self._wait(x, "running", [a.run.remote(load, self.timeouts.request_s, n) for a in x.actors],
+                   self.timeouts.trial_s)
 
     def _timeout(self, x: Launch) -> None:
         if x.phase == "placing":
@@ -193,7 +238,7 @@ class Scheduler:
         rest, x.pending = x.pending, []
         self._teardown(x)
         if rest and not self.stopping:
-            self.launches.append(Launch(x.serving, rest, x.req))
+            self.launches.append(Launch(x.serving, rest, x.reqs))
 
     def _fail_all(self, x: Launch, status: Status, reason: str, error: str, tail: str = "") -> None:
         trials = ([x.current] if x.current else []) + x.pending
@@ -215,26 +260,59 @@ class Scheduler:
         import ray
 
         try:
-            return ray.get(x.actor.log_tail.remote(), timeout=5) if x.actor else ""
+            return ray.get(x.actors[0].log_tail.remote(), timeout=5) if x.actors else ""
         except Exception:
             return ""
 
     def _teardown(self, x: Launch, graceful: bool = True) -> None:
-        """Stop the engine (best-effort), kill the actor, remove the group: always all three."""
+        """Stop the engines (best-effort), kill the actors, remove the groups: always all three."""
         import ray
         from ray.util.placement_group import remove_placement_group
 
-        if x.actor is not None:
-            if graceful and x.phase != "starting":
-                try:
-                    ray.get(x.actor.stop.remote(), timeout=20)
-                except Exception:
-                    pass
-            ray.kill(x.actor, no_restart=True)
-        if x.pg is not None:
+        if graceful and x.phase != "starting" and x.actors:
             try:
-                remove_placement_group(x.pg)
+                ray.get([a.stop.remote() for a in x.actors], timeout=20)
             except Exception:
                 pass
-        x.actor = x.pg = x.ref = None
+        for a in x.actors:
+            ray.kill(a, no_restart=True)
+        for pg in x.pgs:
+            try:
+                remove_placement_group(pg)
+            except Exception:
+                pass
+        x.actors, x.pgs, x.refs, x.waiting = [], [], [], set()
         x.phase, x.deadline = "done", math.inf
+
+
+def _bundle_nodes(pgs: list[Any]) -> list[list[str]]:
+    """Per replica, the node id of each bundle of its group (shows a group spanning nodes)."""
+    from ray.util import placement_group_table
+
+    out = []
+    for pg in pgs:
+        table = placement_group_table(pg).get("bundles_to_node_id") or {}
+        out.append([table[k] for k in sorted(table)])
+    return out
+
+
+def merge(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the replicas' results of one load point onto one clock.
+
+    Each replica reports ``clock_offset`` = wall time − its monotonic time at one instant;
+    shifting every time by it puts all replicas on wall-clock seconds (exact on one host,
+    NTP-accurate across hosts). Duration is first measured send to last chunk over all.
+    """
+    if len(values) == 1:
+        return values[0]
+    records = []
+    for v in values:
+        off = v.get("clock_offset", 0.0)
+        for r in v["records"]:
+            records.append({**r, "st": r["st"] + off, "intended": r["intended"] + off,
+                            "chunk_times": [t + off for t in r["chunk_times"]]})
+    ends = [r["chunk_times"][-1] if r["chunk_times"] else r["st"] for r in records]
+    duration = (max(ends) - min(r["st"] for r in records)) if records else 0.0
+    return {"ok": True, "duration_s": duration, "records": records, "replicas": len(values),
+            "warmup_count": sum(v.get("warmup_count", 0) for v in values), "samples": values[0].get("samples", []),
+            "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {})}

@@ -84,6 +84,13 @@ class TimeoutSpec(Strict):
     trial_s: float = Field(default=7200, gt=0)
 
 
+class PlacementSpec(Strict):
+    label_key: str = Field(default="ray.io/accelerator-type",
+                           description="Node label whose value is the hardware type's `label`.")
+    starvation_s: float = Field(default=120, gt=0,
+                                description="How long a waiting launch lets smaller ones start around it.")
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     experiment: str | None = Field(default=None, description="MLflow experiment (default: name).")
@@ -96,6 +103,7 @@ class SweepSpec(Strict):
     workload: WorkloadSpec
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
     prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
     max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
