@@ -27,9 +27,9 @@ SANITY_INPUT, SANITY_OUTPUT = 16, 8
 class EngineActor:
     """Created as a Ray async actor by ``runner.scheduler``; one per engine replica."""
 
-    def __init__(self, config: dict[str, Any], replica: int = 0):
+    def __init__(self, config: dict[str, Any], replica: int = 0, multi_node: bool = False):
         self.config = ServingConfig.model_validate(config)
-        self.replica = replica
+        self.replica, self.multi_node = replica, multi_node
         self.engine = None
 
     def where(self) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class EngineActor:
         t0 = time.perf_counter()
         try:
             self.engine = load_engine(self.config.engine)
-            await self.engine.start(self.config)
+            await self.engine.start(self.config, multi_node=self.multi_node)
         except Exception as e:
             return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
                     "log_tail": log_tail(80) + "\n\n" + _tail(traceback.format_exc())}

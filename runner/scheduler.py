@@ -203,7 +203,7 @@ class Scheduler:
             strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0,
                                                         placement_group_capture_child_tasks=True)
             x.actors.append(cls.options(scheduling_strategy=strategy, runtime_env={**runtime, "env_vars": env},
-                                        max_restarts=0, **req.actor_resources).remote(config, i))
+                                        max_restarts=0, **req.actor_resources).remote(config, i, req.spans_nodes))
         self._wait(x, "starting", [a.start.remote(self.timeouts.request_s) for a in x.actors],
                    self.timeouts.engine_start_s)
 

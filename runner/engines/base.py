@@ -32,8 +32,12 @@ class Delta:
 class Engine(Protocol):
     name: str
 
-    async def start(self, config: ServingConfig) -> None:
-        """Load the model and become ready to serve; raise on failure."""
+    async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
+        """Load the model and become ready to serve; raise on failure.
+
+        ``multi_node`` says the replica's placement group spans nodes, so the engine must
+        use its Ray-based executor inside that group; otherwise it stays on one node.
+        """
 
     def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
                  temperature: float, request_id: str) -> AsyncIterator[Delta]:

@@ -49,7 +49,7 @@ class VllmEngine:
         self._llm: Any = None
         self._stats: dict[str, float] = {}
 
-    async def start(self, config: ServingConfig) -> None:
+    async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -57,6 +57,8 @@ class VllmEngine:
             "model": config.model_path, "tensor_parallel_size": config.tp,
             "pipeline_parallel_size": config.pp, "enable_expert_parallel": config.ep})
         kwargs.setdefault("disable_log_stats", False)
+        if config.gpus_per_replica > 1:  # inside a Ray actor vLLM would pick its Ray executor by itself
+            kwargs.setdefault("distributed_executor_backend", "ray" if multi_node else "mp")
         self._llm = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**kwargs), stat_loggers=[_stat_logger_factory(self._stats)])
 
