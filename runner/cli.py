@@ -1,4 +1,4 @@
-"""``python -m runner``: validate, plan, run, status, sync, engine-args.
+"""``python -m runner``: validate, plan, run, status, report, sync, engine-args.
 
 Exit codes: 0 success; 1 a trial did not complete (or another runtime error); 2 bad input
 (an invalid sweep file or arguments); 130 stopped by a signal. A ``RunnerError`` is printed
@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true", help="stream engine logs to this terminal")
     s = sub.add_parser("status", help="counts by status, and failed trials with their reasons")
     s.add_argument("sweep")
+    rp = sub.add_parser("report", help="tables, CSV and plots from a (partial) sweep, also on the parent run")
+    rp.add_argument("sweep")
+    rp.add_argument("--levels", type=float, nargs="+", default=None, metavar="TOK_S_USER",
+                    help="interactivity levels for the iso-interactivity table")
+    rp.add_argument("--ratio", nargs=2, default=None, metavar=("A", "B"), help="curves compared in its ratio column")
     y = sub.add_parser("sync", help="upload spooled results that have not reached MLflow")
     y.add_argument("sweep")
     e = sub.add_parser("engine-args", help="list an engine's argument names")
@@ -73,6 +78,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                            rerun_status=set(args.rerun_status), verbose=args.verbose)
     if args.cmd == "status":
         return session.status(args.sweep)
+    if args.cmd == "report":
+        from runner import report
+
+        return report.main(args.sweep, levels=args.levels, ratio=tuple(args.ratio) if args.ratio else None)
     if args.cmd == "sync":
         return session.sync(args.sweep)
     if args.cmd == "engine-args":
