@@ -1,0 +1,190 @@
+"""SGLang through its in-process engine (``sglang.Engine``), streaming output chunks.
+
+Imports of ``sglang`` happen inside methods only. The engine spawns its scheduler and
+detokenizer as child processes, and its tokenizer manager binds to the event loop that is
+running when it is created: so ``start`` must run inside the loop that will serve (an async
+Ray actor method), and nothing here may call SGLang's sync helpers (they block on that loop).
+``Engine.shutdown`` SIGKILLs every descendant of the calling process: call ``stop`` only in
+a process that owns nothing else (the engine actor), never in a driver or a test process.
+
+Invariants:
+- Token counts are SGLang's own: ``meta_info.completion_tokens`` is cumulative per request,
+  so each ``Delta.new_tokens`` is its difference from the previous chunk (never ``text``,
+  which is cumulative too, and never a re-tokenisation).
+- SGLang aborts by rid *prefix* (aborting ``r-1`` also aborts ``r-10``), so every request
+  gets a private rid ``<32 hex>-<request_id>``: fixed-length random heads make the set of
+  live rids prefix-free, and ``abort`` touches exactly one request.
+- A stream closed before its last chunk (timeout, cancellation) aborts its request, so no
+  abandoned request keeps decoding behind the next load point.
+- ``stats`` never calls the engine: a background task started with the engine reads the
+  scheduler's load snapshot (``TokenizerManager.get_loads``, a shared-memory read published
+  on every scheduler batch) every ``POLL_S`` seconds, and ``stats`` returns the latest one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from runner.engines.base import Delta, engine_kwargs
+from runner.trial import ServingConfig
+
+#: Seconds between two reads of SGLang's load snapshot.
+POLL_S = 0.5
+
+
+def _gauges(snapshots: list[Any]) -> dict[str, float]:
+    """SGLang load snapshots (one per DP rank) → our gauge names; only what SGLang reports.
+
+    kv_cache_usage: fraction (0–1) of KV-cache token slots in use (SGLang ``token_usage``);
+    num_running_reqs / num_waiting_reqs / kv_cache_used_tokens: counts, summed over ranks;
+    prefix_cache_hit_rate_recent: SGLang's recent radix-cache hit rate (0–1), a moving
+    window, unlike vLLM's cumulative ``prefix_cache_hit_rate``.
+    """
+    live = [s for s in snapshots if getattr(s, "timestamp", 0.0) > 0]  # 0: never published
+    if not live:
+        return {}
+    return {
+        "kv_cache_usage": max(float(s.token_usage) for s in live),
+        "num_running_reqs": float(sum(s.num_running_reqs for s in live)),
+        "num_waiting_reqs": float(sum(s.num_waiting_reqs for s in live)),
+        "kv_cache_used_tokens": float(sum(s.num_used_tokens for s in live)),
+        "prefix_cache_hit_rate_recent": sum(float(s.cache_hit_rate) for s in live) / len(live),
+    }
+
+
+class SglangEngine:
+    name = "sglang"
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+        self._rids: dict[str, str] = {}  # our request id → SGLang rid, while in flight
+        self._stats: dict[str, float] = {}
+        self._poller: asyncio.Task | None = None
+
+    async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
+        """Start SGLang for one replica, on one node.
+
+        Shape: ``tp_size``/``pp_size`` from the sweep; ``ep`` on means ``ep_size = tp_size``
+        (SGLang's expert parallelism lives inside the TP group, and tp_size is the usual and
+        largest valid choice), off means 1. ``dp`` is not passed: the runner makes DP out of
+        independent replicas. ``device`` defaults to "cpu" only under SGLANG_USE_CPU_ENGINE=1
+        (SGLang's CPU lane); otherwise SGLang picks its own. ``random_seed`` defaults to 0.
+        A replica spanning nodes is refused: SGLang needs one launcher per node (``nnodes``,
+        ``node_rank``, ``dist_init_addr``), which one in-process engine cannot be.
+        """
+        if multi_node:
+            raise NotImplementedError("sglang: a replica spanning nodes needs one SGLang launcher per node "
+                                      "(nnodes/node_rank/dist_init_addr); this runner starts SGLang on one node only")
+        import sglang
+
+        kwargs = engine_kwargs(config, {
+            "model_path": config.model_path, "tp_size": config.tp, "pp_size": config.pp,
+            "ep_size": config.tp if config.ep else 1})
+        if os.environ.get("SGLANG_USE_CPU_ENGINE") == "1":
+            kwargs.setdefault("device", "cpu")
+        kwargs.setdefault("random_seed", 0)
+        kwargs.setdefault("log_level", "warning")  # SGLang's Engine default ("error") hides start-up causes
+        self._engine = sglang.Engine(**kwargs)
+        self._poller = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        tm = self._engine.tokenizer_manager
+        while True:
+            try:
+                self._stats = _gauges(await asyncio.wait_for(tm.get_loads(), 5))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a gauge read never breaks serving; the last good value stays
+                pass
+            await asyncio.sleep(POLL_S)
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
+                       temperature: float, request_id: str) -> AsyncIterator[Delta]:
+        rid = f"{uuid.uuid4().hex}-{request_id}"
+        self._rids[request_id] = rid
+        params = {"max_new_tokens": max_tokens, "ignore_eos": ignore_eos, "temperature": temperature}
+        seen, finished = 0, False
+        try:
+            stream = await self._engine.async_generate(input_ids=list(prompt_ids), sampling_params=params,
+                                                       stream=True, rid=rid)
+            async with contextlib.aclosing(stream):
+                async for out in stream:
+                    meta = out.get("meta_info") or {}
+                    total = int(meta.get("completion_tokens", seen))
+                    reason = meta.get("finish_reason")
+                    finished = reason is not None
+                    new, seen = total - seen, total
+                    if new > 0 or finished:
+                        yield Delta(new_tokens=max(new, 0), finished=finished,
+                                    prompt_tokens=meta.get("prompt_tokens"),
+                                    finish_reason=reason.get("type") if isinstance(reason, dict) else reason)
+                    if finished:
+                        break
+        finally:
+            self._rids.pop(request_id, None)
+            if not finished and self._engine is not None:
+                with contextlib.suppress(Exception):
+                    self._engine.tokenizer_manager.abort_request(rid)
+
+    async def abort(self, request_id: str) -> None:
+        """Abort one request in flight; a request that already ended is left alone."""
+        rid = self._rids.get(request_id)
+        if rid is not None and self._engine is not None:
+            self._engine.tokenizer_manager.abort_request(rid)
+
+    def vocab(self) -> tuple[int, list[int]]:
+        tok = self._engine.tokenizer_manager.tokenizer
+        if tok is None:
+            raise RuntimeError("SGLang started without a tokenizer (skip_tokenizer_init); the runner needs one")
+        return len(tok), list(getattr(tok, "all_special_ids", []))
+
+    def stats(self) -> dict[str, float]:
+        return dict(self._stats)
+
+    def versions(self) -> dict[str, str]:
+        import sglang
+        import torch
+        import transformers
+
+        return {"engine": "sglang", "engine_version": sglang.__version__, "torch": torch.__version__,
+                "transformers": transformers.__version__}
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poller
+            self._poller = None
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            reader = getattr(engine.tokenizer_manager, "load_snapshot_reader", None)
+            engine.shutdown()
+            path = str(getattr(reader, "path", ""))
+            if path.startswith("/dev/shm/sglang_loads_"):  # SGLang never removes its load-snapshot file
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
+def argument_names() -> list[str]:
+    """The public field names of the installed SGLang's ``ServerArgs``.
+
+    ``ServerArgs`` is a ``msgspec.Struct`` in 0.5.23 (a dataclass in older releases);
+    both are read. Names starting with ``_`` are SGLang's bookkeeping, not arguments.
+    """
+    import dataclasses
+
+    from sglang.srt.server_args import ServerArgs
+
+    if dataclasses.is_dataclass(ServerArgs):
+        names = [f.name for f in dataclasses.fields(ServerArgs)]
+    else:
+        names = list(ServerArgs.__struct_fields__)
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+ENGINE = SglangEngine
