@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model demo test test-unit test-integration lint mlflow-ui bench clean
+.PHONY: venv model demo test test-unit test-integration lint mlflow-ui bench bench-scheduler clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -54,8 +54,10 @@ lint: venv
 mlflow-ui: venv
 	$(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: venv model
-	$(PY) -m pytest -q benchmarks -s
+bench: bench-scheduler
+
+bench-scheduler: venv
+	$(PY) benchmarks/bench_scheduler.py
 
 clean:
 	rm -rf .venv spool mlflow.db models .pytest_cache

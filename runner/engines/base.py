@@ -61,7 +61,8 @@ class Engine(Protocol):
 
 #: Engine name → the module implementing it (its ``ENGINE`` class). Code, not configuration:
 #: the actor needs it on nodes that have no copy of ``configs/``.
-MODULES = {"vllm": "runner.engines.vllm", "sglang": "runner.engines.sglang"}
+MODULES = {"vllm": "runner.engines.vllm", "sglang": "runner.engines.sglang",
+           "simulated": "runner.engines.simulated"}
 
 
 def load_engine(name: str) -> Engine:

@@ -1,0 +1,55 @@
+"""SIMULATION ONLY: an engine that loads no model and only holds its resources.
+
+It exists to measure the scheduler alone (benchmarks/bench_scheduler.py): a request streams
+``max_tokens`` one-token chunks, one every ``sim_token_s`` seconds, so a load point's length
+is known in advance. Its numbers are not inference measurements; every run it produces is
+labelled ``engine=simulated`` and its version says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from runner.engines.base import Delta
+from runner.trial import ServingConfig
+
+
+class SimulatedEngine:
+    name = "simulated"
+
+    def __init__(self) -> None:
+        self.token_s = 0.01
+
+    async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
+        self.token_s = float(config.engine_args.get("sim_token_s", 0.01))
+        await asyncio.sleep(float(config.engine_args.get("sim_start_s", 0.0)))
+
+    async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
+                       temperature: float, request_id: str) -> AsyncIterator[Delta]:
+        for i in range(max_tokens):
+            await asyncio.sleep(self.token_s)
+            yield Delta(new_tokens=1, finished=i == max_tokens - 1, prompt_tokens=len(prompt_ids),
+                        finish_reason="length" if i == max_tokens - 1 else None)
+
+    async def abort(self, request_id: str) -> None:
+        return None
+
+    def vocab(self) -> tuple[int, list[int]]:
+        return 1000, [0]
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def versions(self) -> dict[str, str]:
+        return {"engine": "simulated", "engine_version": "simulation (holds resources only; no model)"}
+
+    async def stop(self) -> None:
+        return None
+
+
+def argument_names() -> list[str]:
+    return ["sim_start_s", "sim_token_s"]
+
+
+ENGINE = SimulatedEngine
