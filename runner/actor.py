@@ -67,34 +67,42 @@ class EngineActor:
     async def run(self, load: dict[str, Any], request_timeout_s: float, replicas: int = 1) -> dict[str, Any]:
         """Run this replica's share of one load point; return records plus engine samples.
 
-        With DP = ``replicas``, replica i takes measured prompts i, i+n, i+2n… and an even
-        share of the concurrency (the first ``c mod n`` replicas one more), so each engine
-        always holds its share of the requests in flight: least-outstanding balancing for a
-        closed loop. Every replica warms up on its own engine.
+        With DP = ``replicas``, replica i takes measured prompts i, i+n, i+2n…, an even share
+        of the concurrency (the first ``c mod n`` replicas one more) and 1/n of the request
+        rate (splitting a Poisson stream gives Poisson streams), so each engine holds its
+        share of the requests in flight: least-outstanding balancing. Every replica warms
+        up on its own engine.
         """
         lp = LoadPoint.model_validate(load)
         vocab_size, special = self.engine.vocab()
-        prompts = dataset.random_token_prompts(lp.warmup + lp.num_prompts, lp.input_len, vocab_size,
-                                               special, lp.seed, salt=(lp.output_len, lp.concurrency))
-        i, n = self.replica, max(replicas, 1)
-        prompts = prompts[:lp.warmup] + prompts[lp.warmup:][i::n]
-        concurrency = lp.concurrency // n + (1 if i < lp.concurrency % n else 0)
-        if len(prompts) == lp.warmup or concurrency == 0:
-            return {"ok": True, "replica": i, "duration_s": 0.0, "records": [], "warmup_count": 0,
-                    "clock_offset": time.time() - time.perf_counter(), "samples": [], "loop_lag_ms": []}
         try:
-            res = await loadgen.run(self.engine, prompts, warmup=lp.warmup, concurrency=concurrency,
-                                    max_tokens=lp.output_len, ignore_eos=lp.ignore_eos,
-                                    temperature=lp.temperature, timeout_s=request_timeout_s,
-                                    tag=f"r{self.replica}")
+            data = dataset.build(lp.warmup + lp.num_prompts, lp.input_len, lp.output_len, lp.dataset,
+                                 vocab_size=vocab_size, special_ids=special, seed=lp.seed,
+                                 salt=(lp.concurrency, lp.request_rate), encode=self.engine.encode)
+        except (ValueError, OSError, KeyError) as e:
+            return {"ok": False, "reason": "invalid_result", "error": f"dataset: {e}"}
+        i, n = self.replica, max(replicas, 1)
+        w = lp.warmup
+        prompts = data.ids[:w] + data.ids[w:][i::n]
+        out_lens = data.output_lens[:w] + data.output_lens[w:][i::n]
+        share = None if lp.concurrency is None else lp.concurrency // n + (1 if i < lp.concurrency % n else 0)
+        rate = None if lp.request_rate is None else lp.request_rate / n
+        offset = time.time() - time.perf_counter()
+        if len(prompts) == w or share == 0:
+            return {"ok": True, "replica": i, "duration_s": 0.0, "records": [], "warmup_count": 0,
+                    "clock_offset": offset, "samples": [], "loop_lag_ms": [], "dataset_hash": data.digest}
+        try:
+            res = await loadgen.run(self.engine, prompts, warmup=w, concurrency=share, max_tokens=out_lens,
+                                    ignore_eos=lp.ignore_eos, temperature=lp.temperature, timeout_s=request_timeout_s,
+                                    tag=f"r{i}", rate=rate, burstiness=lp.burstiness, seed=lp.seed + i)
         except loadgen.EngineDied as e:
             return {"ok": False, "reason": "engine_died", "error": _short(e), "log_tail": log_tail()}
         for r in res.records:
             r.replica = i
-        offset = time.time() - time.perf_counter()
         return {"ok": True, "replica": i, "duration_s": res.duration_s, "clock_offset": offset,
                 "records": [r.__dict__ for r in res.records], "warmup_count": len(res.warmup),
-                "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats()}
+                "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats(),
+                "client_cpu_frac": res.cpu_frac, "achieved_rate": res.achieved_rate, "dataset_hash": data.digest}
 
     async def stop(self) -> None:
         if self.engine is not None:

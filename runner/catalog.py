@@ -46,3 +46,8 @@ def engines() -> dict[str, dict[str, Any]]:
 def lanes() -> dict[str, dict[str, Any]]:
     """Lane name → {description, py_executable | build | image_uri | pip, env}."""
     return _read("lanes.yaml")
+
+
+def profiles() -> dict[str, dict[str, Any]]:
+    """Profile name → {input_len, output_len, concurrency, num_prompts[, request_rate, temperature]}."""
+    return _read("profiles.yaml")

@@ -12,7 +12,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from runner.spec import SweepSpec, num_prompts
+from runner import catalog
+from runner.spec import DatasetSpec, SweepSpec, num_prompts, rates
 from runner.trial import LoadPoint, ServingConfig, Trial
 
 
@@ -25,7 +26,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
             continue
         points = sorted(_load_points(spec), key=LoadPoint.sort_key)
         for load in points:
-            if _excluded(spec, {**flat_s, **load.model_dump()}):
+            if _excluded(spec, {**flat_s, **load.model_dump(), "request_rate": load.request_rate or "inf"}):
                 continue
             t = Trial(serving=serving, load=load)
             trials.setdefault(t.trial_id, t)
@@ -60,9 +61,23 @@ def _arg_grid(args: dict[str, Any]) -> Iterable[dict[str, Any]]:
 
 def _load_points(spec: SweepSpec) -> Iterable[LoadPoint]:
     w = spec.workload
-    for il, ol, c in itertools.product(w.input_len, w.output_len, w.concurrency):
-        yield LoadPoint(input_len=il, output_len=ol, concurrency=c, num_prompts=num_prompts(w, c),
-                        warmup=w.warmup, ignore_eos=w.ignore_eos, seed=w.seed, temperature=w.temperature)
+    d = w.dataset
+    dataset = None if d == DatasetSpec() else d.model_dump(exclude_defaults=True)
+    if dataset and d.kind == "file":
+        dataset["path"] = d.path  # as written; the actor resolves it
+    common = {"warmup": w.warmup, "ignore_eos": w.ignore_eos, "seed": w.seed, "burstiness": w.burstiness,
+              "dataset": dataset}
+    if w.input_len is not None:
+        for il, ol, c, r in itertools.product(w.input_len, w.output_len, w.concurrency or [None], rates(w)):
+            if r is None and c is None:
+                continue
+            yield LoadPoint(input_len=il, output_len=ol, concurrency=c, request_rate=r,
+                            num_prompts=num_prompts(w, c, r), temperature=w.temperature, **common)
+    for name in w.profiles:
+        p = dict(catalog.profiles()[name])
+        rate = p.pop("request_rate", None)
+        yield LoadPoint(profile=name, request_rate=None if rate in (None, "inf") else float(rate),
+                        temperature=p.pop("temperature", 0.0), **p, **common)
 
 
 def _flat_serving(s: ServingConfig) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Invariants:
 - Times come from ``time.perf_counter()`` (monotonic), in seconds.
 - ``st`` is taken right before ``generate`` is called, after the concurrency slot is held.
+- Closed loop (``rate=None``): ``concurrency`` workers; a request is due when its slot frees.
+  Open loop: arrivals at gamma-distributed gaps (shape ``burstiness``, mean 1/rate; 1 is
+  Poisson, as ``vllm bench serve``), seeded, optionally capped at ``concurrency`` in flight;
+  a request is due at max(its arrival, when it got a slot), so waiting for the cap is not lag.
 - Warmup requests run first, at the same concurrency, and are never returned as measured.
 - A request whose stream yields no chunk for ``request_timeout_s`` is aborted in the engine
   and recorded with ``error="request_timeout"``; the run never hangs on it.
@@ -16,9 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from runner.engines.base import Engine
 from runner.metrics import RequestRecord
@@ -39,11 +47,13 @@ class LoadRun:
     duration_s: float
     samples: list[dict[str, float]] = field(default_factory=list)
     loop_lag_ms: list[float] = field(default_factory=list)
+    cpu_frac: float = 0.0         # this process's CPU seconds / wall seconds while measuring
+    achieved_rate: float = 0.0    # measured requests / (last send − first send), requests/s
 
 
 async def _one(engine: Engine, index: int, prompt: list[int], max_tokens: int, *, ignore_eos: bool,
                temperature: float, intended: float, timeout_s: float, tag: str, stall_after: int = 0) -> RequestRecord:
-    rec = RequestRecord(index=index, prompt_tokens=len(prompt), intended=intended, st=0.0)
+    rec = RequestRecord(index=index, prompt_tokens=len(prompt), intended=intended, st=0.0, max_tokens=max_tokens)
     rid = f"{tag}-{index}"
     rec.st = time.perf_counter()
     stream = engine.generate(prompt, max_tokens, ignore_eos=ignore_eos, temperature=temperature,
@@ -88,31 +98,71 @@ async def _quietly(coro: Any) -> None:
         pass
 
 
-async def closed_loop(engine: Engine, prompts: list[list[int]], concurrency: int, max_tokens: int, *,
+def _per_request(max_tokens: int | Sequence[int], n: int) -> list[int]:
+    return [max_tokens] * n if isinstance(max_tokens, int) else list(max_tokens)
+
+
+async def closed_loop(engine: Engine, prompts: list[list[int]], concurrency: int, max_tokens: int | Sequence[int], *,
                       ignore_eos: bool, temperature: float, timeout_s: float, tag: str,
                       first_index: int = 0, stall_after: int = 0) -> list[RequestRecord]:
     """Send every prompt, keeping at most ``concurrency`` in flight; records in prompt order."""
-    it = iter(enumerate(prompts, start=first_index))
+    todo = iter(enumerate(zip(prompts, _per_request(max_tokens, len(prompts))), start=first_index))
     out: list[RequestRecord] = []
 
     async def worker() -> None:
         intended = time.perf_counter()
-        for i, p in it:
-            out.append(await _one(engine, i, p, max_tokens, ignore_eos=ignore_eos,
-                                  temperature=temperature, intended=intended, timeout_s=timeout_s, tag=tag,
-                                  stall_after=stall_after))
+        for i, (p, mt) in todo:
+            out.append(await _one(engine, i, p, mt, ignore_eos=ignore_eos, temperature=temperature,
+                                  intended=intended, timeout_s=timeout_s, tag=tag, stall_after=stall_after))
             intended = time.perf_counter()
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(prompts))))))
     return sorted(out, key=lambda r: r.index)
 
 
-async def run(engine: Engine, prompts: list[list[int]], *, warmup: int, concurrency: int,
-              max_tokens: int, ignore_eos: bool, temperature: float, timeout_s: float, tag: str,
+def arrivals(n: int, rate: float, burstiness: float, seed: int) -> list[float]:
+    """Send offsets in seconds: 0, then cumulative gamma gaps with mean 1/rate."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=max(n - 1, 0))
+    return [0.0, *np.cumsum(gaps).tolist()][:n]
+
+
+async def open_loop(engine: Engine, prompts: list[list[int]], rate: float, burstiness: float,
+                    cap: int | None, max_tokens: int | Sequence[int], *, seed: int, ignore_eos: bool,
+                    temperature: float, timeout_s: float, tag: str, first_index: int = 0,
+                    stall_after: int = 0) -> list[RequestRecord]:
+    """Send prompts at their arrival times, at most ``cap`` in flight when set."""
+    sem = asyncio.Semaphore(cap) if cap else None
+    mts = _per_request(max_tokens, len(prompts))
+    offsets = arrivals(len(prompts), rate, burstiness, seed)
+    t0 = time.perf_counter()
+
+    async def send(i: int, p: list[int], mt: int, due: float) -> RequestRecord:
+        kw = {"ignore_eos": ignore_eos, "temperature": temperature, "timeout_s": timeout_s, "tag": tag,
+              "stall_after": stall_after}
+        if sem is None:
+            return await _one(engine, i, p, mt, intended=due, **kw)
+        async with sem:
+            return await _one(engine, i, p, mt, intended=max(due, time.perf_counter()), **kw)
+
+    tasks = []
+    for k, (p, mt) in enumerate(zip(prompts, mts)):
+        due = t0 + offsets[k]
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(first_index + k, p, mt, due)))
+    return sorted(await asyncio.gather(*tasks), key=lambda r: r.index)
+
+
+async def run(engine: Engine, prompts: list[list[int]], *, warmup: int, concurrency: int | None,
+              max_tokens: int | Sequence[int], ignore_eos: bool, temperature: float, timeout_s: float, tag: str,
+              rate: float | None = None, burstiness: float = 1.0, seed: int = 0,
               sample_every_s: float = 0.5) -> LoadRun:
-    """Warm up with the first ``warmup`` prompts, then measure the rest."""
+    """Warm up with the first ``warmup`` prompts (closed loop), then measure the rest."""
+    mts = _per_request(max_tokens, len(prompts))
     kw = {"ignore_eos": ignore_eos, "temperature": temperature, "timeout_s": timeout_s}
-    warm = await closed_loop(engine, prompts[:warmup], concurrency, max_tokens, tag=f"{tag}-w", **kw)
+    warm = await closed_loop(engine, prompts[:warmup], concurrency or 1, mts[:warmup], tag=f"{tag}-w", **kw)
     samples: list[dict[str, float]] = []
     lags: list[float] = []
     stop = asyncio.Event()
@@ -126,13 +176,28 @@ async def run(engine: Engine, prompts: list[list[int]], *, warmup: int, concurre
             last = now
             samples.append({"t": now - t0, **engine.stats()})
 
+    stall = int(os.environ.get(STALL_ENV, "0") or 0)
     task = asyncio.create_task(sampler())
+    cpu0, wall0 = _cpu(), time.perf_counter()
     try:
-        recs = await closed_loop(engine, prompts[warmup:], concurrency, max_tokens, tag=tag, first_index=warmup,
-                                 stall_after=int(os.environ.get(STALL_ENV, "0") or 0), **kw)
+        if rate is None:
+            recs = await closed_loop(engine, prompts[warmup:], concurrency or 1, mts[warmup:], tag=tag,
+                                     first_index=warmup, stall_after=stall, **kw)
+        else:
+            recs = await open_loop(engine, prompts[warmup:], rate, burstiness, concurrency, mts[warmup:], seed=seed,
+                                   tag=tag, first_index=warmup, stall_after=stall, **kw)
     finally:
         stop.set()
         await task
+    cpu = (_cpu() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
     ends = [r.chunk_times[-1] if r.chunk_times else r.st for r in recs]
     duration = (max(ends) - min(r.st for r in recs)) if recs else 0.0
-    return LoadRun(records=recs, warmup=warm, duration_s=duration, samples=samples, loop_lag_ms=lags)
+    sends = sorted(r.st for r in recs)
+    achieved = (len(sends) - 1) / (sends[-1] - sends[0]) if len(sends) > 1 and sends[-1] > sends[0] else 0.0
+    return LoadRun(records=recs, warmup=warm, duration_s=duration, samples=samples, loop_lag_ms=lags,
+                   cpu_frac=cpu, achieved_rate=achieved)
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime

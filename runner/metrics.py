@@ -42,6 +42,7 @@ class RequestRecord:
     error: str = ""
     finish_reason: str = ""
     replica: int = 0
+    max_tokens: int = 0  # output tokens asked for (0: unknown)
 
     @property
     def output_tokens(self) -> int:

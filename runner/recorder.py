@@ -40,7 +40,7 @@ class Recorder:
         run_id = self._safe(lambda: self.store.start_trial(
             trial.trial_id, self._name(trial), self._tags(trial, engine, attempt), self._params(trial, engine)))
         self.live[trial.trial_id] = (run_id, attempt)
-        self._say(f"▶ {trial.trial_id} {trial.serving.label()} | c={trial.load.concurrency} "
+        self._say(f"▶ {trial.trial_id} {trial.serving.label()} | {trial.load.label()} "
                   f"in={trial.load.input_len} out={trial.load.output_len} (attempt {attempt})")
 
     def on_end(self, o: Outcome) -> None:
@@ -63,7 +63,7 @@ class Recorder:
         spool.write_json(d / "upload.json", {
             "run_id": run_id, "trial_id": t.trial_id, "attempt": attempt, "status": status.value,
             "name": self._name(t), "params": self._params(t, engine), "tags": self._tags(t, engine, attempt),
-            "end_tags": {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {},
+            "end_tags": self._end_tags(reason, detail, metrics, o.result or {}),
             "metrics": metrics})
         spool.write_json(d / "state.json", {"status": status.value, "reason": reason, "run_id": run_id,
                                             "uploaded": False, "trial_id": t.trial_id, "attempt": attempt})
@@ -71,7 +71,9 @@ class Recorder:
             self._safe(lambda: upload(self.store, d))
         self.outcomes[t.trial_id] = (status, reason, metrics)
         tail = (f"{metrics.get('output_throughput', 0):.0f} out tok/s, median TTFT "
-                f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms" if metrics else f"{reason}: {detail[:200]}")
+                f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms"
+                + (" [client_bound: the load generator lagged]" if metrics.get("client_bound") else "")
+                if metrics else f"{reason}: {detail[:200]}")
         self._say(f"{'✔' if status is Status.COMPLETED else '✘'} {t.trial_id} {status.value} | {tail}")
 
     # -- pieces -------------------------------------------------------------------------------
@@ -92,6 +94,12 @@ class Recorder:
         lags = result.get("loop_lag_ms") or []
         if lags:
             m["max_loop_lag_ms"] = max(lags)
+        m["client_cpu_frac"] = float(result.get("client_cpu_frac", 0.0))
+        if t.load.request_rate is not None:
+            m["requested_rate"] = t.load.request_rate
+            m["achieved_rate"] = float(result.get("achieved_rate", 0.0))
+        lag = m.get("p90_schedule_lag_ms", m.get("mean_schedule_lag_ms", 0.0))
+        m["client_bound"] = float(lag > w.client_bound_lag_ms)
         return m
 
     def _write_spool(self, d: Path, t: Trial, o: Outcome, status: Status, reason: str, detail: str,
@@ -110,7 +118,9 @@ class Recorder:
                              "attempt": attempt, "schema_version": SCHEMA_VERSION, "metrics_definition": DEFINITION,
                              "params": t.params(), "versions": (o.engine or {}).get("versions", {}),
                              "runner_version": __version__, "completed_requests": len(ok),
-                             "warmup_requests": res.get("warmup_count", 0), "engine_stats": res.get("stats", {})}}
+                             "warmup_requests": res.get("warmup_count", 0), "engine_stats": res.get("stats", {}),
+                             "dataset_hash": res.get("dataset_hash", ""),
+                             "requested_output_lens": [r.max_tokens for r in records]}}
         spool.write_json(d / "result.json", result)
         if records:
             spool.write_requests(d / "requests.parquet", records)
@@ -124,6 +134,14 @@ class Recorder:
             spool.write_json(d / "engine_samples.json", res["samples"])
         if o.log_tail or o.error:
             (d / "engine_log_tail.txt").write_text(f"{o.error}\n\n{o.log_tail}".strip() + "\n")
+
+    def _end_tags(self, reason: str, detail: str, metrics: dict[str, float], result: dict[str, Any]) -> dict:
+        tags = {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {}
+        if "client_bound" in metrics:
+            tags["runner.client_bound"] = "true" if metrics["client_bound"] else "false"
+        if result.get("dataset_hash"):
+            tags["runner.dataset_hash"] = result["dataset_hash"]
+        return tags
 
     def _params(self, t: Trial, engine: dict[str, Any]) -> dict[str, Any]:
         p = dict(t.params())
@@ -147,7 +165,7 @@ class Recorder:
                 "runner.engine_pid": str(engine.get("pid", ""))}
 
     def _name(self, t: Trial) -> str:
-        return f"{t.serving.label()} c{t.load.concurrency} {t.load.input_len}/{t.load.output_len}"[:250]
+        return f"{t.serving.label()} {t.load.label()} {t.load.input_len}/{t.load.output_len}"[:250]
 
     def _attempts(self, trial_id: str) -> int:
         """Attempts so far: the larger of the spool's count and MLflow's (either may be missing)."""

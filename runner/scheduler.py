@@ -74,8 +74,8 @@ class Launch:
     def est_steps(self) -> float:
         """Estimated length in decode steps (unitless; only the order matters)."""
         trials = self.pending + ([self.current] if self.current else [])
-        return sum(-(-(t.load.num_prompts + t.load.warmup) // t.load.concurrency) * t.load.output_len
-                   for t in trials)
+        return sum(-(-(t.load.num_prompts + t.load.warmup) // (t.load.concurrency or 1)) * t.load.output_len
+                   for t in trials)  # an uncapped open loop counts as concurrency 1: a rough upper bound
 
     @property
     def devices(self) -> float:
@@ -337,4 +337,7 @@ def merge(values: list[dict[str, Any]]) -> dict[str, Any]:
     duration = (max(ends) - min(r["st"] for r in records)) if records else 0.0
     return {"ok": True, "duration_s": duration, "records": records, "replicas": len(values),
             "warmup_count": sum(v.get("warmup_count", 0) for v in values), "samples": values[0].get("samples", []),
-            "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {})}
+            "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {}),
+            "client_cpu_frac": max(v.get("client_cpu_frac", 0.0) for v in values),
+            "achieved_rate": sum(v.get("achieved_rate", 0.0) for v in values),
+            "dataset_hash": values[0].get("dataset_hash", "")}

@@ -144,10 +144,11 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
         s = t.serving
         rows.append([t.trial_id, s.model, s.hardware, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
                      " ".join(f"{k}={v}" for k, v in sorted(s.engine_args.items())) or "-",
-                     str(t.load.concurrency), f"{t.load.input_len}/{t.load.output_len}", st,
+                     t.load.label(), f"{t.load.input_len}/{t.load.output_len}",
+                     st + (" (client_bound)" if r and r.data.tags.get("runner.client_bound") == "true" else ""),
                      _f(m.get("output_throughput")), _f(m.get("total_token_throughput")),
                      _f(m.get("median_ttft_ms"), 1), _f(m.get("median_tpot_ms"), 2), _f(m.get("p99_itl_ms"), 2)])
-    head = ["trial", "model", "hw", "shape", "engine args", "conc", "in/out", "status", "out tok/s",
+    head = ["trial", "model", "hw", "shape", "engine args", "load", "in/out", "status", "out tok/s",
             "total tok/s", "TTFT p50 ms", "TPOT p50 ms", "ITL p99 ms"]
     print("\n" + table(head, rows), file=out)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)
@@ -179,7 +180,7 @@ def status(path: str, out=sys.stdout) -> int:
         if counts.get(st):
             print(f"  {st:<14}{counts[st]}", file=out)
     for t, st, reason, detail in failed:
-        print(f"  {t.trial_id} {st} {reason}: {detail[:300]} [{t.serving.label()} c={t.load.concurrency}]", file=out)
+        print(f"  {t.trial_id} {st} {reason}: {detail[:300]} [{t.serving.label()} {t.load.label()}]", file=out)
     pending = spool.pending_uploads(spool.default_root(), spec.name)
     if pending:
         print(f"  {len(pending)} result(s) in the spool not yet in MLflow: `python -m runner sync {path}`", file=out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -62,12 +62,31 @@ class SLOSpec(Strict):
     e2el_ms: float | None = Field(default=None, gt=0)
 
 
+class DatasetSpec(Strict):
+    """Where prompts come from. Lengths are token counts from the engine's own tokenizer."""
+
+    kind: Literal["random", "prefix", "file"] = "random"
+    range_ratio: float = Field(default=0.0, ge=0, lt=1, description="0 = exact lengths.")
+    range_convention: Literal["vllm", "sglang"] = Field(
+        default="vllm", description="vllm: lengths in [L(1-r), L(1+r)]; sglang: lengths in [L*r, L].")
+    prefix_len: int = Field(default=0, ge=0, description="kind=prefix: tokens shared within a group.")
+    groups: int = Field(default=1, ge=1, description="kind=prefix: how many distinct shared prefixes.")
+    path: str | None = Field(default=None, description="kind=file: a JSONL or ShareGPT JSON file.")
+    format: Literal["jsonl", "sharegpt"] = "jsonl"
+
+
 class WorkloadSpec(Strict):
-    input_len: Axis[PosInt] = Field(description="Prompt length in tokens (exact).")
-    output_len: Axis[PosInt] = Field(description="Output length in tokens.")
-    concurrency: Axis[PosInt] = Field(description="Closed-loop concurrency.")
+    input_len: Axis[PosInt] | None = Field(default=None, description="Prompt length in tokens.")
+    output_len: Axis[PosInt] | None = Field(default=None, description="Output length in tokens.")
+    concurrency: Axis[PosInt] | None = Field(
+        default=None, description="Closed-loop concurrency; with a finite request_rate, a cap.")
+    request_rate: Axis[Annotated[float, Field(gt=0)] | Literal["inf"]] = Field(
+        default=["inf"], description="Requests/s of an open loop; 'inf' = closed loop.")
+    burstiness: float = Field(default=1.0, gt=0, description="Gamma shape of arrivals; 1 = Poisson.")
     num_prompts: PosInt | str = Field(
-        default="4 * concurrency", description="A count, or an expression of `concurrency`.")
+        default="4 * concurrency", description="A count, or an expression of `concurrency` and `rate`.")
+    profiles: list[str] = Field(default_factory=list, description="Named profiles from configs/profiles.yaml.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     warmup: int = Field(default=2, ge=0, description="Unmeasured requests before each load point.")
     ignore_eos: bool = True
     seed: int = Field(default=0, ge=0)
@@ -75,6 +94,8 @@ class WorkloadSpec(Strict):
     percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(default=[50, 90, 99])
     slo: SLOSpec = Field(default_factory=SLOSpec)
     max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    client_bound_lag_ms: float = Field(
+        default=20.0, gt=0, description="p90 schedule lag above this flags the trial client_bound.")
 
 
 class TimeoutSpec(Strict):
@@ -115,7 +136,8 @@ class SweepSpec(Strict):
 
 
 #: Flat names that ``exclude`` rules and trial params use for each axis.
-AXES = ("engine", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency")
+AXES = ("engine", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency",
+        "request_rate", "profile", "lane")
 
 
 def load(path: str | Path) -> SweepSpec:
@@ -142,11 +164,25 @@ def load(path: str | Path) -> SweepSpec:
     return spec
 
 
-def num_prompts(spec: WorkloadSpec, concurrency: int) -> int:
-    """Resolve ``num_prompts`` for one concurrency; an int >= 1 (expressions round up)."""
+def num_prompts(spec: WorkloadSpec, concurrency: int | None, rate: float | None) -> int:
+    """Resolve ``num_prompts`` for one load point; an int >= 1 (expressions round up)."""
     if isinstance(spec.num_prompts, int):
         return spec.num_prompts
-    return max(1, math.ceil(evaluate(spec.num_prompts, {"concurrency": concurrency})))
+    return max(1, math.ceil(evaluate(spec.num_prompts, _names(concurrency, rate))))
+
+
+def _names(concurrency: int | None, rate: float | None) -> dict[str, float]:
+    names: dict[str, float] = {}
+    if concurrency is not None:
+        names["concurrency"] = concurrency
+    if rate is not None:
+        names["rate"] = rate
+    return names
+
+
+def rates(spec: WorkloadSpec) -> list[float | None]:
+    """The request-rate axis with 'inf' as None."""
+    return [None if r == "inf" else float(r) for r in spec.request_rate]
 
 
 def _check(file: str, spec: SweepSpec) -> None:
@@ -178,16 +214,7 @@ def _check(file: str, spec: SweepSpec) -> None:
     for i, mid in enumerate(ids):
         if ids.index(mid) != i:
             raise SweepSpecError(file, f"models[{i}].id", mid, "ids unique within the sweep")
-    if isinstance(spec.workload.num_prompts, str):
-        for c in spec.workload.concurrency:
-            try:
-                n = evaluate(spec.workload.num_prompts, {"concurrency": c})
-            except ExprError as e:
-                raise SweepSpecError(file, "workload.num_prompts", spec.workload.num_prompts,
-                                     str(e)) from None
-            if n < 1:
-                raise SweepSpecError(file, "workload.num_prompts", spec.workload.num_prompts,
-                                     f"an expression giving >= 1 (gives {n} at concurrency {c})")
+    _check_workload(file, spec.workload)
     allowed = set(AXES)
     for i, rule in enumerate(spec.exclude):
         if not rule:
@@ -196,6 +223,38 @@ def _check(file: str, spec: SweepSpec) -> None:
             if key not in allowed and not key.startswith("engine_args."):
                 raise SweepSpecError(file, f"exclude[{i}].{key}", key,
                                      ", ".join(AXES) + ", engine_args.<name>")
+
+
+def _check_workload(file: str, w: WorkloadSpec) -> None:
+    grid = [w.input_len, w.output_len]
+    if any(v is not None for v in grid) and any(v is None for v in grid):
+        raise SweepSpecError(file, "workload.input_len" if w.input_len is None else "workload.output_len", None,
+                             "input_len and output_len together (or neither, with profiles)")
+    if w.input_len is None and not w.profiles:
+        raise SweepSpecError(file, "workload", "no load points", "input_len and output_len, or profiles")
+    known = catalog.profiles()
+    for i, name in enumerate(w.profiles):
+        if name not in known:
+            raise SweepSpecError(file, f"workload.profiles[{i}]", name, _choices(name, known))
+    if w.input_len is not None and w.concurrency is None and "inf" in w.request_rate:
+        raise SweepSpecError(file, "workload.concurrency", None,
+                             "a concurrency for the closed loop of request_rate 'inf'")
+    if isinstance(w.num_prompts, str) and w.input_len is not None:
+        for c in w.concurrency or [None]:
+            for r in rates(w):
+                try:
+                    n = evaluate(w.num_prompts, _names(c, r))
+                except ExprError as e:
+                    raise SweepSpecError(file, "workload.num_prompts", w.num_prompts, str(e)) from None
+                if n < 1:
+                    raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
+                                         f"an expression giving >= 1 (gives {n} at concurrency {c}, rate {r})")
+    d = w.dataset
+    if d.kind == "file" and not d.path:
+        raise SweepSpecError(file, "workload.dataset.path", None, "a JSONL or ShareGPT file path for kind: file")
+    if d.kind == "prefix" and w.input_len is not None and d.prefix_len >= min(w.input_len):
+        raise SweepSpecError(file, "workload.dataset.prefix_len", d.prefix_len,
+                             f"fewer tokens than the shortest input_len ({min(w.input_len)})")
 
 
 def _check_engine_args(file: str, where: str, args: dict[str, Any], engine: str) -> None:
@@ -220,13 +279,18 @@ def _choices(value: str, options: Any) -> str:
 
 def _pydantic_error(file: str, raw: Any, err: ValidationError) -> SweepSpecError:
     e = err.errors()[0]
-    loc = [p for p in e["loc"] if not (isinstance(p, str) and "[" in p)]  # drop union tags
+    loc = [p for p in e["loc"] if not _is_union_tag(p)]
     key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
     if e["type"] == "extra_forbidden":
         return SweepSpecError(file, key, loc[-1], "keys " + ", ".join(_fields_at(loc[:-1])))
     if e["type"] == "missing":
         return SweepSpecError(file, key, None, f"a value is required ({_describe(loc)})")
     return SweepSpecError(file, key, e.get("input"), e["msg"].replace("Input should be ", ""))
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic names union branches in error locations ('constrained-float', "literal['inf']", 'int')."""
+    return isinstance(part, str) and (not part.isidentifier() or part in {"int", "float", "str", "bool", "none"})
 
 
 def _model_at(loc: list) -> type[BaseModel] | None:

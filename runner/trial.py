@@ -9,6 +9,7 @@ sweep files, or on two machines, has the same id.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import Any
 
@@ -99,20 +100,45 @@ class ServingConfig(Record):
 
 
 class LoadPoint(Record):
-    """One measurement against a running engine. Lengths in tokens."""
+    """One measurement against a running engine. Lengths in tokens, rate in requests/s.
+
+    ``request_rate=None`` is an infinite rate: a closed loop of ``concurrency`` requests.
+    A finite rate is an open loop (gamma arrivals, shape ``burstiness``; 1 = Poisson), with
+    ``concurrency`` as an optional cap. ``dataset=None`` is random tokens of exact lengths.
+    """
 
     input_len: int
     output_len: int
-    concurrency: int
+    concurrency: int | None
     num_prompts: int
     warmup: int = 2
     ignore_eos: bool = True
     seed: int = 0
     temperature: float = 0.0
+    request_rate: float | None = None
+    burstiness: float = 1.0
+    dataset: dict[str, Any] | None = None
+    profile: str | None = None
 
     def sort_key(self) -> tuple:
-        """Ascending load: lighter requests and lower concurrency first."""
-        return (self.input_len + self.output_len, self.concurrency, self.num_prompts)
+        """Ascending load: lighter requests, then lower rate, then lower concurrency first."""
+        rate = math.inf if self.request_rate is None else self.request_rate
+        return (self.input_len + self.output_len, rate, self.concurrency or 0, self.num_prompts)
+
+    def label(self) -> str:
+        """'c8', '4/s c≤64', or 'serve-1024x256-c16 (c16)'."""
+        base = f"c{self.concurrency}" if self.request_rate is None else f"{self.request_rate:g}/s" + (
+            f" c≤{self.concurrency}" if self.concurrency else "")
+        return f"{self.profile} ({base})" if self.profile else base
+
+    def identity(self) -> dict[str, Any]:
+        """Fields that define the measurement; new fields at their neutral value are left out,
+        so ids of closed-loop random-token trials are unchanged since they were introduced."""
+        d = self.model_dump()
+        for key, neutral in (("request_rate", None), ("burstiness", 1.0), ("dataset", None), ("profile", None)):
+            if d[key] == neutral:
+                del d[key]
+        return d
 
 
 class Trial(Record):
@@ -122,11 +148,18 @@ class Trial(Record):
     @computed_field
     @property
     def trial_id(self) -> str:
-        return content_id({"serving": self.serving.identity(), "load": self.load.model_dump()})
+        return content_id({"serving": self.serving.identity(), "load": self.load.identity()})
 
     def params(self) -> dict[str, Any]:
         """Every resolved parameter, flattened (``engine_args.x``), for MLflow and ``plan``."""
         s = self.serving.model_dump(exclude={"serving_config_id", "engine_args"})
         s.update({f"engine_args.{k}": v for k, v in sorted(self.serving.engine_args.items())})
-        s.update(self.load.model_dump())
+        load = self.load.model_dump()
+        load["request_rate"] = "inf" if load["request_rate"] is None else load["request_rate"]
+        load["dataset"] = _flat_dataset(load["dataset"])
+        s.update(load)
         return s
+
+
+def _flat_dataset(d: dict[str, Any] | None) -> str:
+    return "random" if not d else ",".join(f"{k}={v}" for k, v in sorted(d.items()))

@@ -27,8 +27,9 @@ def check(records: Sequence[RequestRecord], load: LoadPoint, max_failure_rate: f
         return (f"failure rate {rate:.1%} > allowed {max_failure_rate:.1%} "
                 f"({len(failed)}/{len(records)}; first error: {first})")
     if load.ignore_eos:
-        wrong = [r.output_tokens for r in records if r.ok and r.output_tokens != load.output_len]
+        wrong = [(r.max_tokens or load.output_len, r.output_tokens) for r in records
+                 if r.ok and r.output_tokens != (r.max_tokens or load.output_len)]
         if wrong:
-            return (f"ignore_eos asked for {load.output_len} output tokens; {len(wrong)} requests "
-                    f"returned other lengths (e.g. {wrong[:5]})")
+            return (f"ignore_eos: {len(wrong)} requests returned another length than asked "
+                    f"(asked, got: {wrong[:5]})")
     return None

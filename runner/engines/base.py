@@ -49,6 +49,9 @@ class Engine(Protocol):
     def vocab(self) -> tuple[int, list[int]]:
         """(vocabulary size, special token ids) of the loaded tokenizer."""
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` under the loaded tokenizer (for file datasets)."""
+
     def stats(self) -> dict[str, float]:
         """Latest engine-side gauges (KV-cache usage, running/waiting requests, …)."""
 

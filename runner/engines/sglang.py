@@ -143,6 +143,9 @@ class SglangEngine:
             raise RuntimeError("SGLang started without a tokenizer (skip_tokenizer_init); the runner needs one")
         return len(tok), list(getattr(tok, "all_special_ids", []))
 
+    def encode(self, text: str) -> list[int]:
+        return list(self._engine.tokenizer_manager.tokenizer.encode(text))
+
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
 

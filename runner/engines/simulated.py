@@ -38,6 +38,9 @@ class SimulatedEngine:
     def vocab(self) -> tuple[int, list[int]]:
         return 1000, [0]
 
+    def encode(self, text: str) -> list[int]:
+        return [1 + b % 999 for b in text.encode()]
+
     def stats(self) -> dict[str, float]:
         return {}
 

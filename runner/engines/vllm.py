@@ -83,6 +83,9 @@ class VllmEngine:
         tok = self._llm.get_tokenizer()
         return len(tok), list(getattr(tok, "all_special_ids", []))
 
+    def encode(self, text: str) -> list[int]:
+        return list(self._llm.get_tokenizer().encode(text))
+
     def stats(self) -> dict[str, float]:
         s = dict(self._stats)
         if s.get("prefix_cache_queries"):

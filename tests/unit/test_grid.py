@@ -86,3 +86,37 @@ def test_plan_text_counts_launches(sweep_file, capsys):
 
 PINNED_TRIAL_ID = "900421b726da6c46"
 PINNED_SERVING_ID = "73e7a063c78bc256"
+
+
+def test_request_rate_axis_with_rate_expression_and_cap(sweep_file):
+    text = BASE.replace("  concurrency: [1, 8]", "  concurrency: 64\n  request_rate: [1, 2, 4, 8, inf]\n"
+                        "  num_prompts: \"300 * rate\"") .replace("max_num_seqs: [8, 32]", "max_num_seqs: 8")
+    with __import__("pytest").raises(Exception, match="rate"):   # 'inf' makes 300 * rate meaningless
+        expand(load(sweep_file(text)))
+    text = text.replace("[1, 2, 4, 8, inf]", "[1, 2, 4, 8]")
+    trials = expand(load(sweep_file(text, "b.yaml")))
+    assert [t.load.request_rate for t in trials] == [1, 2, 4, 8]           # ascending load
+    assert [t.load.num_prompts for t in trials] == [300, 600, 1200, 2400]  # study 5's "300 × rate"
+    assert all(t.load.concurrency == 64 for t in trials)                   # a cap in rate mode
+    assert trials[0].params()["request_rate"] == 1 and trials[0].params()["dataset"] == "random"
+
+
+def test_profiles_mix_with_a_grid_and_are_fixed_contracts(sweep_file):
+    text = BASE.replace("max_num_seqs: [8, 32]", "max_num_seqs: 8") + \
+        "  profiles: [latency-1024x256-c1, serve-1024x256-c16, longctx-8192x256-c4]\n"
+    trials = expand(load(sweep_file(text)))
+    prof = {t.load.profile: t.load for t in trials if t.load.profile}
+    assert len(trials) == 5 and set(prof) == {"latency-1024x256-c1", "serve-1024x256-c16", "longctx-8192x256-c4"}
+    s = prof["serve-1024x256-c16"]
+    assert (s.input_len, s.output_len, s.concurrency, s.num_prompts, s.request_rate, s.temperature) == \
+        (1024, 256, 16, 200, None, 0.0)
+    only = "\n".join(ln for ln in text.splitlines() if not ln.startswith(("  input_len", "  output_len",
+                                                                          "  concurrency")))
+    assert len(expand(load(sweep_file(only, "p.yaml")))) == 3              # profiles alone
+
+
+def test_dataset_is_part_of_the_load_point_identity(sweep_file):
+    a = expand(load(sweep_file()))
+    b = expand(load(sweep_file(BASE + "  dataset: {range_ratio: 0.5, range_convention: sglang}\n", "d.yaml")))
+    assert {t.trial_id for t in a}.isdisjoint({t.trial_id for t in b})
+    assert b[0].load.dataset == {"range_ratio": 0.5, "range_convention": "sglang"}
