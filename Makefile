@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model demo test test-unit test-integration lint mlflow-ui bench bench-scheduler clean
+.PHONY: venv model browser demo test test-unit test-integration lint mlflow-ui bench bench-scheduler clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -38,7 +38,11 @@ $(MODEL)/tiny-model.json: runner/tinymodel.py | venv
 demo: venv model
 	$(PY) -m runner run sweeps/cpu-demo.yaml
 
-test: venv model
+# The MLflow UI test renders the real UI in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: venv model browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
