@@ -76,10 +76,10 @@ def request_for(config: ServingConfig, nodes: list[dict[str, Any]], label_key: s
     return Request(config.hardware, "gpu", bundles, "PACK", label, label_key, {"num_cpus": 1.0}, env)
 
 
-def _pack(reqs: list[Request], capacity: dict[str, dict[str, float]], eligible: dict[str, bool]) -> bool:
+def pack(reqs: list[Request], capacity: dict[str, dict[str, float]]) -> bool:
     """First-fit decreasing of every bundle onto node capacities (mutated); STRICT_PACK groups whole."""
     for req in sorted(reqs, key=lambda r: -sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles)):
-        nodes = [k for k in capacity if eligible[k]]
+        nodes = list(capacity)
         if req.spans_nodes:
             for b in req.bundles:
                 spot = next((k for k in nodes if all(capacity[k].get(r, 0) >= v for r, v in b.items())), None)
@@ -107,7 +107,7 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
                 f"nodes: {_describe(alive)}")
     kind = "GPU" if req.kind == "gpu" else "CPU"
     cap = {n["NodeID"]: dict(n.get("Resources") or {}) for n in typed}
-    if _pack(reqs, cap, dict.fromkeys(cap, True)):
+    if pack(reqs, cap):
         return None
     per = max(sum(b.get(kind, 0) for b in r.bundles) for r in reqs)
     total = sum((n.get("Resources") or {}).get(kind, 0) for n in typed)
@@ -122,7 +122,7 @@ def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[s
     req = reqs[0]
     ids = {n["NodeID"] for n in typed_nodes(nodes, req.label, req.label_key)}
     cap = {k: dict(v) for k, v in available.items() if k in ids}
-    return _pack(reqs, cap, dict.fromkeys(cap, True))
+    return pack(reqs, cap)
 
 
 def _describe(nodes: list[dict[str, Any]]) -> str:

@@ -151,7 +151,7 @@ class Scheduler:
                     return  # hold smaller launches back until this one fits
                 continue
             for req in x.reqs:  # account for what this launch takes before considering the next
-                placement._pack([req], available, dict.fromkeys(available, True))
+                placement.pack([req], available)
             self._place(x, nodes)
             running += 1
 
