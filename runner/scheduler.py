@@ -160,6 +160,7 @@ class Scheduler:
         base = f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}"
         x.pgs = [placement.create(r, f"{base}-r{i}", nodes) for i, r in enumerate(x.reqs)]
         x.timing["placed"] = time.monotonic()
+        x.timing["placed_at"] = time.time()  # wall clock, for intervals compared across launches
         self._wait(x, "placing", [pg.ready() for pg in x.pgs], self.timeouts.placement_s)
 
     def _wait(self, x: Launch, phase: str, refs: list[Any], timeout_s: float) -> None:
@@ -191,7 +192,8 @@ class Scheduler:
             self.history.append(x)
             x.engine = {**values[0], "bundle_nodes": _bundle_nodes(x.pgs), "timing": {
                         "placement_s": x.timing["ready"] - x.timing["placed"],
-                        "actor_start_s": x.timing["started"] - x.timing["ready"]},
+                        "actor_start_s": x.timing["started"] - x.timing["ready"],
+                        "placed_at": x.timing["placed_at"]},
                         "replicas": [{k: v.get(k) for k in ("node_id", "hostname", "pid", "cuda_visible_devices",
                                                             "gpu_ids", "start_s")} for v in values]}
             self._next(x)

@@ -92,9 +92,12 @@ def test_trials_land_on_their_gpu_type_concurrently_and_b200_is_unschedulable(cl
     m = h100.data.metrics
     assert m["replica0.completed"] > 0 and m["replica1.completed"] > 0
     assert m["replica0.completed"] + m["replica1.completed"] == m["completed"] == 24
-    # the H100 and H200 trials ran at the same time: their intervals overlap
-    a, b = h100.info, h200.info
-    assert a.start_time < b.end_time and b.start_time < a.end_time
+    # the H100 and H200 launches ran at the same time: each held its groups (from placement to
+    # the end of its trial) while the other did. (Load-point windows alone are too short to
+    # overlap reliably: three engines start at different speeds on two shared cores.)
+    a0, a1 = s100["timing"]["placed_at"], h100.info.end_time / 1000
+    b0, b1 = s200["timing"]["placed_at"], h200.info.end_time / 1000
+    assert a0 < b1 and b0 < a1, (a0, a1, b0, b1)
     assert h100.data.params["placement.nodes"] in ("1", "2")
 
 
