@@ -9,7 +9,8 @@ Invariants:
   a request is due at max(its arrival, when it got a slot), so waiting for the cap is not lag.
 - Warmup requests run first, at the same concurrency, and are never returned as measured.
 - A request whose stream yields no chunk for ``request_timeout_s`` is aborted in the engine
-  and recorded with ``error="request_timeout"``; the run never hangs on it.
+  and recorded with ``error="request_timeout"``; the run never hangs on it, and no new request
+  of that load point is sent after it (the load point has already failed).
 - An engine that dies raises ``EngineDied``; anything else a request raises is recorded on
   that request only.
 - While the load runs, engine stats and the event loop's own lag are sampled every
@@ -108,12 +109,19 @@ async def closed_loop(engine: Engine, prompts: list[list[int]], concurrency: int
     """Send every prompt, keeping at most ``concurrency`` in flight; records in prompt order."""
     todo = iter(enumerate(zip(prompts, _per_request(max_tokens, len(prompts))), start=first_index))
     out: list[RequestRecord] = []
+    failed = asyncio.Event()
 
     async def worker() -> None:
         intended = time.perf_counter()
         for i, (p, mt) in todo:
-            out.append(await _one(engine, i, p, mt, ignore_eos=ignore_eos, temperature=temperature,
-                                  intended=intended, timeout_s=timeout_s, tag=tag, stall_after=stall_after))
+            if failed.is_set():
+                return
+            rec = await _one(engine, i, p, mt, ignore_eos=ignore_eos, temperature=temperature,
+                             intended=intended, timeout_s=timeout_s, tag=tag, stall_after=stall_after)
+            out.append(rec)
+            if rec.error == "request_timeout":
+                failed.set()  # the load point has failed: in-flight requests drain, nothing new is sent
+                return
             intended = time.perf_counter()
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(prompts))))))
@@ -145,8 +153,10 @@ async def open_loop(engine: Engine, prompts: list[list[int]], rate: float, burst
         async with sem:
             return await _one(engine, i, p, mt, intended=max(due, time.perf_counter()), **kw)
 
-    tasks = []
+    tasks: list[asyncio.Task] = []
     for k, (p, mt) in enumerate(zip(prompts, mts)):
+        if any(t.done() and t.result().error == "request_timeout" for t in tasks):
+            break  # the load point has failed; send nothing new
         due = t0 + offsets[k]
         delay = due - time.perf_counter()
         if delay > 0:
