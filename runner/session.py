@@ -35,10 +35,10 @@ def format_plan(name: str, trials: list[Trial]) -> str:
     for i, (sid, ts) in enumerate(groups.items(), 1):
         s = ts[0].serving
         lines.append(f"[{i}] {sid}  {s.label()}  ({s.gpus} device{'s' if s.gpus > 1 else ''})")
-        lines.append(f"    {'trial_id':<18}{'concurrency':>12}{'input_len':>11}{'output_len':>12}{'num_prompts':>13}")
+        lines.append(f"    {'trial_id':<18}{'load':>28}{'input_len':>11}{'output_len':>12}{'num_prompts':>13}")
         for t in ts:
             ld = t.load
-            lines.append(f"    {t.trial_id:<18}{ld.concurrency:>12}{ld.input_len:>11}{ld.output_len:>12}"
+            lines.append(f"    {t.trial_id:<18}{ld.label():>28}{ld.input_len:>11}{ld.output_len:>12}"
                          f"{ld.num_prompts:>13}")
     return "\n".join(lines)
 

@@ -120,3 +120,11 @@ def test_dataset_is_part_of_the_load_point_identity(sweep_file):
     b = expand(load(sweep_file(BASE + "  dataset: {range_ratio: 0.5, range_convention: sglang}\n", "d.yaml")))
     assert {t.trial_id for t in a}.isdisjoint({t.trial_id for t in b})
     assert b[0].load.dataset == {"range_ratio": 0.5, "range_convention": "sglang"}
+
+
+def test_plan_text_shows_rate_and_profile_load_points(sweep_file, capsys):
+    text = BASE.replace("  concurrency: [1, 8]", "  request_rate: [1, 2]\n  num_prompts: \"10 * rate\"\n"
+                        "  profiles: [latency-1024x256-c1]")
+    assert cli.main(["plan", sweep_file(text)]) == 0
+    out = capsys.readouterr().out
+    assert "1/s" in out and "2/s" in out and "latency-1024x256-c1 (c1)" in out
