@@ -84,7 +84,11 @@ def test_sweep_end_to_end_then_resume_runs_nothing(ray_local, mlflow_env, write_
         assert result["output_lens"] == [16] * (3 * conc)
         table = pq.read_table(f"{local}/requests.parquet").to_pydict()
         assert len(table["index"]) == 3 * conc and all(n == 16 for n in table["output_tokens"])
-        assert all(len(ct) == 16 for ct in table["chunk_times_s"])   # one timestamp per streamed chunk
+        # one timestamp per streamed chunk; under CPU contention vLLM's DELTA stream may coalesce
+        # tokens into one chunk, so the chunks' token counts (not their number) must sum to 16
+        for ct, ck in zip(table["chunk_times_s"], table["chunk_tokens"], strict=True):
+            assert len(ct) == len(ck) and 1 <= len(ct) <= 16 and sum(ck) == 16 and min(ck) >= 1
+            assert ct == sorted(ct)
         system = json.loads(Path(local, "system.json").read_text())
         assert system["engine"]["versions"]["engine_version"].startswith("0.32")
         assert system["engine"]["versions"]["torch"].startswith("2.13")
