@@ -69,7 +69,7 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
 
 def latency_png(rows: Sequence[dict], path: Path) -> Path:
     """2×2: median/p99 TTFT and TPOT (ms) against output tok/s; a line per serving config and in/out."""
-    from runner.report import args, completed, ident, shape, varying_args
+    from runner.rows import args, completed, ident, shape, varying_args
 
     lines: dict[tuple, list[dict]] = {}
     for r in completed(rows, "output_throughput"):
@@ -103,7 +103,7 @@ def latency_png(rows: Sequence[dict], path: Path) -> Path:
 
 
 def throughput_png(table: Any, path: Path) -> Path:
-    """Grouped bars from table 1 (``report.throughput_table``): a group per model × in/out, a bar
+    """Grouped bars from table 1 (``tables.throughput_table``): a group per model × in/out, a bar
     per hardware; left the configuration's total tok/s, right total tok/s/GPU."""
     h = table.head
     im, ih, io, it, ig = (h.index(c) for c in ("model", "hardware", "in/out", "total tok/s (config)",

@@ -4,14 +4,13 @@ import csv
 
 import pytest
 
-from runner import report
-from runner.report import (
-    build_rows,
+from runner import report, tables
+from runner.rows import build_rows, parse_param
+from runner.tables import (
     context_table,
     cost_table,
     ep_table,
     iso_table,
-    parse_param,
     shape_table,
     status_table,
     throughput_table,
@@ -152,7 +151,7 @@ def test_iso_table_renders_unreachable_and_ratio():
 
 
 def test_tables_of_an_empty_sweep_say_no_data():
-    ts = report.tables([row("PENDING")])
+    ts = tables.tables([row("PENDING")])
     assert all(not t.rows for t in ts if t.name != "status")
     assert "(no data yet)" in ts[0].render()
 
