@@ -46,9 +46,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runner import redact
     from runner.errors import RunnerError
 
     args = _parser().parse_args(argv)
+    if not isinstance(sys.stdout, redact.Stream):
+        sys.stdout, sys.stderr = redact.Stream(sys.stdout), redact.Stream(sys.stderr)
     try:
         return _dispatch(args)
     except RunnerError as e:

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, catalog, spool, validity
+from runner import __version__, catalog, redact, spool, validity
 from runner.ids import SCHEMA_VERSION
 from runner.metrics import DEFINITION, RequestRecord, aggregate, lag_stats
+from runner.progress import Progress
 from runner.scheduler import Outcome
 from runner.spec import SweepSpec
 from runner.store import Store
@@ -29,8 +30,10 @@ def price_for(spec: SweepSpec, hardware: str) -> float | None:
 
 
 class Recorder:
-    def __init__(self, spec: SweepSpec, store: Store | None, root: Path, out=sys.stdout):
+    def __init__(self, spec: SweepSpec, store: Store | None, root: Path, out=sys.stdout,
+                 progress: Progress | None = None):
         self.spec, self.store, self.root, self.out = spec, store, root, out
+        self.progress = progress
         self.live: dict[str, tuple[str | None, int]] = {}
         self.outcomes: dict[str, tuple[Status, str, dict[str, float]]] = {}
 
@@ -40,6 +43,8 @@ class Recorder:
         run_id = self._safe(lambda: self.store.start_trial(
             trial.trial_id, self._name(trial), self._tags(trial, engine, attempt), self._params(trial, engine)))
         self.live[trial.trial_id] = (run_id, attempt)
+        if self.progress:
+            self.progress.start(trial.trial_id, f"{trial.serving.label()} | {trial.load.label()}")
         self._say(f"▶ {trial.trial_id} {trial.serving.label()} | {trial.load.label()} "
                   f"in={trial.load.input_len} out={trial.load.output_len} (attempt {attempt})")
 
@@ -70,6 +75,8 @@ class Recorder:
         if self.store is not None:
             self._safe(lambda: upload(self.store, d))
         self.outcomes[t.trial_id] = (status, reason, metrics)
+        if self.progress:
+            self.progress.end(t.trial_id, status is Status.COMPLETED)
         tail = (f"{metrics.get('output_throughput', 0):.0f} out tok/s, median TTFT "
                 f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms"
                 + (" [client_bound: the load generator lagged]" if metrics.get("client_bound") else "")
@@ -133,7 +140,7 @@ class Recorder:
         if res.get("samples"):
             spool.write_json(d / "engine_samples.json", res["samples"])
         if o.log_tail or o.error:
-            (d / "engine_log_tail.txt").write_text(f"{o.error}\n\n{o.log_tail}".strip() + "\n")
+            spool.write_text(d / "engine_log_tail.txt", f"{o.error}\n\n{o.log_tail}".strip() + "\n")
 
     def _end_tags(self, reason: str, detail: str, metrics: dict[str, float], result: dict[str, Any]) -> dict:
         tags = {"runner.reason": reason, "runner.detail": detail[:4000]} if reason else {}
@@ -185,4 +192,7 @@ class Recorder:
             return None
 
     def _say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        if self.progress:
+            self.progress.say(redact.text(line))
+        else:
+            print(redact.text(line), file=self.out, flush=True)

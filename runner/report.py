@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import frontier
+from runner import frontier, redact
 from runner.rows import build_rows
 from runner.tables import Table, frontier_table, tables
 
@@ -59,7 +59,8 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
     try:
         latest = store.latest_by_trial()
     except Exception as e:
-        raise StoreError(f"MLflow at {store.uri} could not be read ({type(e).__name__}: {str(e)[:300]})") from None
+        why = redact.text(f"{type(e).__name__}: {e}")[:300]
+        raise StoreError(f"MLflow at {store.shown_uri} could not be read ({why})") from None
     rows = build_rows(trials, latest, prices)
     ids = {t.trial_id for t in trials}
     stale = [k for k, r in latest.items() if k not in ids and r.data.tags.get("runner.sweep") == spec.name]

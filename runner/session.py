@@ -14,10 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from runner import grid, spool
+from runner import grid, redact, spool
 from runner import spec as spec_mod
 from runner import sync as sync_mod
 from runner.errors import StoreError
+from runner.progress import Progress
 from runner.recorder import Recorder
 from runner.store import STATUS, TRIAL, Store
 from runner.trial import Status, Trial
@@ -90,12 +91,14 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
         if reclaimed:
             print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a stopped driver as KILLED", file=out)
         store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
+        _open_parent(store, spec, trials, path, out)
     todo, done, exhausted = select(trials, store, root, spec, rerun_ids or set(),
                                    {s.lower() for s in rerun_status or set()})
     print(f"sweep {spec.name}: {len(trials)} trials; {done} done, {len(todo)} to run"
           + (f", {len(exhausted)} out of attempts (max_attempts={spec.max_attempts})" if exhausted else ""),
           file=out, flush=True)
-    rec = Recorder(spec, store, root, out=out)
+    progress = Progress(len(todo), out)
+    rec = Recorder(spec, store, root, out=out, progress=progress)
     if todo:
         cluster.connect(verbose)
         removed = placement.remove_orphans(spec.name)
@@ -111,17 +114,51 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
         except KeyboardInterrupt:
             print(f"stopped: running trials marked KILLED; resume with `python -m runner run {path}`",
                   file=out, flush=True)
+            _close_parent(store, "KILLED")
             return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
+            progress.close()
+        stopped = sched.stopping
+    else:
+        stopped = False
     if store is not None:
         try:
-            return summarize(path, spec, trials, store, out)
+            rc = summarize(path, spec, trials, store, out)
+            _close_parent(store, "KILLED" if stopped else "FINISHED" if rc == 0 else "FAILED")
+            return rc
         except Exception as e:
             print(f"! MLflow unreachable for the summary ({type(e).__name__})", file=out)
     print(f"results not all in MLflow: they are in {root}/{spec.name}/; "
           f"upload them with `python -m runner sync {path}`", file=out)
     return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
+
+
+def _open_parent(store: Store, spec: spec_mod.SweepSpec, trials: list[Trial], path: str, out) -> None:
+    """Mark the parent run RUNNING and (re)write the sweep's saved comparison view, linked from
+    the parent's description and its ``runner.compare_view`` tag."""
+    from runner import views
+
+    try:
+        url = store.save_view(views.key(spec.name), views.state(spec.name, trials))
+        note = (f"Sweep **{spec.name}** ({len(trials)} trials) from `{path}`.\n\n"
+                f"[Compare its trials]({url}) (saved view: trial runs, varying parameters, headline "
+                f"metrics, sorted by output tok/s).\n\nResume: `python -m runner run {path}`; "
+                f"report: `python -m runner report {path}`.")
+        store.log_parent(tags={"runner.compare_view": url, "mlflow.note.content": note})
+        store.set_parent_status("RUNNING")
+        print(f"compare the trials in MLflow: {url}", file=out, flush=True)
+    except Exception as e:
+        print(f"! could not save the MLflow comparison view ({type(e).__name__}: {str(e)[:200]})", file=out)
+
+
+def _close_parent(store: Store | None, status: str) -> None:
+    if store is None:
+        return
+    try:
+        store.set_parent_status(status)
+    except Exception:  # the trials are what matter; a stale parent status is cosmetic
+        pass
 
 
 def sync(path: str, out=sys.stdout) -> int:
@@ -143,7 +180,7 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
         m = r.data.metrics if r else {}
         s = t.serving
         rows.append([t.trial_id, s.model, s.hardware, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
-                     " ".join(f"{k}={v}" for k, v in sorted(s.engine_args.items())) or "-",
+                     " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(s.engine_args.items())) or "-",
                      t.load.label(), f"{t.load.input_len}/{t.load.output_len}",
                      st + (" (client_bound)" if r and r.data.tags.get("runner.client_bound") == "true" else ""),
                      _f(m.get("output_throughput")), _f(m.get("total_token_throughput")),
@@ -152,9 +189,10 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
             "total tok/s", "TTFT p50 ms", "TPOT p50 ms", "ITL p99 ms"]
     print("\n" + table(head, rows), file=out)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)
-    print(f"MLflow: experiment {spec.experiment_name!r} at {store.uri}", file=out)
+    print(f"MLflow: experiment {spec.experiment_name!r} at {store.shown_uri}", file=out)
     if store.uri.startswith("sqlite:///"):
-        print(f"open the UI: make mlflow-ui   (or: python -m mlflow ui --backend-store-uri {store.uri})", file=out)
+        print(f"open the UI: make mlflow-ui   (or: python -m mlflow ui --backend-store-uri {store.shown_uri})",
+              file=out)
     bad = {k: v for k, v in counts.items() if k != "COMPLETED"}
     if bad:
         print(f"not completed: {bad}; resume with `python -m runner run {path}`", file=out)

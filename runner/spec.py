@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from runner import catalog
+from runner import catalog, redact
 from runner.errors import SweepSpecError
 from runner.expr import ExprError, evaluate
 
@@ -161,6 +161,7 @@ def load(path: str | Path) -> SweepSpec:
     except ValidationError as e:
         raise _pydantic_error(file, raw, e) from None
     _check(file, spec)
+    redact.remember_args(raw)  # secret-named engine args: scrubbed from every log and artifact
     return spec
 
 

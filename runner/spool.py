@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runner import redact
 from runner.metrics import RequestRecord
 
 
@@ -46,8 +47,14 @@ def completed(root: Path, sweep: str) -> set[str]:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Atomically, with secrets redacted (``runner.redact.clean``)."""
+    write_text(path, json.dumps(redact.clean(obj), indent=1, sort_keys=True, default=str))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically, with secrets redacted (``runner.redact.text``)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    tmp.write_text(redact.text(text))
     os.replace(tmp, path)
 
 
@@ -63,7 +70,7 @@ def write_requests(path: Path, records: list[RequestRecord]) -> None:
         for k, v in (("index", r.index), ("replica", r.replica), ("prompt_tokens", r.prompt_tokens),
                      ("output_tokens", r.output_tokens), ("intended_s", r.intended), ("st_s", r.st),
                      ("ttft_ms", r.ttft * 1e3 if ok else None), ("e2el_ms", r.e2el * 1e3 if ok else None),
-                     ("ok", r.ok), ("error", r.error), ("finish_reason", r.finish_reason),
+                     ("ok", r.ok), ("error", redact.text(r.error)), ("finish_reason", r.finish_reason),
                      ("chunk_times_s", list(r.chunk_times)), ("chunk_tokens", list(r.chunk_tokens))):
             cols[k].append(v)
     pq.write_table(pa.table(cols), path)

@@ -7,7 +7,8 @@ Layout: one experiment per sweep (``spec.experiment_name``); one parent run per 
   own run status cannot be trusted for resume (a killed driver leaves RUNNING forever);
 - ``reclaim_stale`` turns every ``runner.status=RUNNING`` trial run into KILLED, so it must be
   called only by the one driver that owns the sweep, before it starts anything;
-- nothing here reads ``os.environ`` into a param, tag or artifact.
+- nothing here reads ``os.environ`` into a param, tag or artifact, and every param and tag
+  passes ``runner.redact`` (secret names masked, URL passwords masked, secret values scrubbed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runner import redact
 from runner.errors import StoreError
 
 ROLE, STATUS, TRIAL, SWEEP = "runner.role", "runner.status", "runner.trial_id", "runner.sweep"
@@ -29,6 +31,8 @@ def default_uri() -> str:
 class Store:
     def __init__(self, experiment: str, sweep: str, uri: str | None = None):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # MLflow's own "View run ... at <tracking URI>" lines would print the URI verbatim
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         # Bounded retries: an unreachable server costs seconds per call, not minutes; the
         # spool keeps the data and `sync` retries later.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -42,9 +46,14 @@ class Store:
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         except Exception as e:
-            raise StoreError(f"MLflow at {self.uri} could not be used ({type(e).__name__}: {e}); "
-                             "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db") from None
+            raise StoreError(redact.text(f"MLflow at {self.uri} could not be used ({type(e).__name__}: {e}); "
+                                         "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db")) from None
         self._parent: str | None = None
+
+    @property
+    def shown_uri(self) -> str:
+        """The tracking URI for messages: a password or token in it masked."""
+        return redact.url(self.uri)
 
     # -- reads ----------------------------------------------------------------------------
     def search(self, filter_string: str) -> list[Any]:
@@ -101,6 +110,12 @@ class Store:
     def end_trial(self, run_id: str, status: str, *, tags: dict[str, str] | None = None,
                   metrics: dict[str, float] | None = None, steps: list[dict[str, float]] | None = None,
                   artifacts: Path | None = None) -> None:
+        """Idempotent: a metric key the run already holds is not logged again, so an upload
+        repeated after a crash (between this call and the spool's state.json) does not double
+        any metric's history."""
+        have = set(self.client.get_run(run_id).data.metrics) if (metrics or steps) else set()
+        metrics = {k: v for k, v in (metrics or {}).items() if k not in have}
+        steps = [{k: v for k, v in s.items() if f"engine.{k}" not in have} for s in steps or []]
         self._log(run_id, metrics=metrics, steps=steps, tags={**(tags or {}), STATUS: status})
         if artifacts is not None:
             self.client.log_artifacts(run_id, str(artifacts))
@@ -115,6 +130,33 @@ class Store:
             self.client.set_terminated(r.info.run_id, "KILLED")
         return [r.data.tags.get(TRIAL, "") for r in stale]
 
+    def save_view(self, share_key: str, state: dict[str, Any]) -> str:
+        """Store a shared view of the experiment page (``runner.views``); return its UI link."""
+        import json
+
+        from runner import views
+
+        self.client.set_experiment_tag(self.experiment_id, views.PREFIX + share_key, json.dumps(state, sort_keys=True))
+        return views.link(self.ui_base(), self.experiment_id, share_key)
+
+    def ui_base(self) -> str:
+        """The MLflow UI's root URL: the tracking server without credentials, or, for a local
+        database, where ``make mlflow-ui`` serves it (http://127.0.0.1:5000)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        u = urlsplit(self.uri)
+        if u.scheme in ("http", "https"):
+            return urlunsplit((u.scheme, u.netloc.rsplit("@", 1)[-1], u.path.rstrip("/"), "", ""))
+        return "http://127.0.0.1:5000"
+
+    def set_parent_status(self, status: str) -> None:
+        """The parent run's MLflow status: RUNNING while a driver works on the sweep, then
+        FINISHED (every trial COMPLETED), FAILED (some not) or KILLED (the driver was stopped)."""
+        if status == "RUNNING":
+            self.client.update_run(self.parent(), status="RUNNING")
+        else:
+            self.client.set_terminated(self.parent(), status)
+
     def log_parent(self, *, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
                    artifacts: Path | None = None) -> None:
         self._log(self.parent(), metrics=metrics, tags=tags)
@@ -128,10 +170,10 @@ class Store:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        p = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        p = [Param(k, str(redact.value(k, v))[:6000]) for k, v in (params or {}).items()]
         m = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
         for step, sample in enumerate(steps or []):
             m += [Metric(f"engine.{k}", float(v), now, step) for k, v in sample.items() if k != "t"]
-        t = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        t = [RunTag(k, str(redact.value(k, v))[:5000]) for k, v in (tags or {}).items()]
         for i in range(0, max(len(p), len(m), len(t), 1), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(run_id, metrics=m[i:i + 100], params=p[i:i + 100], tags=t[i:i + 100])

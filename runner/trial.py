@@ -93,7 +93,10 @@ class ServingConfig(Record):
         return self.tp * self.pp * self.dp
 
     def label(self) -> str:
-        args = " ".join(f"{k}={v}" for k, v in sorted(self.engine_args.items()))
+        """Human name (run names, logs): secret-named engine arguments show as ***."""
+        from runner import redact
+
+        args = " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(self.engine_args.items()))
         shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"
         lane = "" if self.lane == "default" else f" [{self.lane}]"
         return f"{self.engine}{lane} {self.model} {self.hardware} {shape} {args}".strip()

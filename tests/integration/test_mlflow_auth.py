@@ -24,6 +24,7 @@ from tests.integration.mlflow_server import MlflowServer
 USER = "sweep-admin"
 PASSWORD = "pw-9c1e57d2-never-logged"
 HF_SECRET = "hf_f4k3T0k3nThatMustNeverLeak"
+ARG_SECRET = "hf_argS3cretInTheSweepFile"      # an engine argument that carries a secret
 
 SWEEP = """
 name: auth-sweep
@@ -33,7 +34,7 @@ models:
     path: $MODEL
     engine_args: {max_model_len: 256}
 hardware: cpu
-engine_args: {enforce_eager: true, max_num_seqs: 4}
+engine_args: {enforce_eager: true, max_num_seqs: 4, hf_token: ARG_SECRET}
 workload:
   input_len: 16
   output_len: 8
@@ -102,8 +103,6 @@ def test_cli_without_credentials_prints_a_message_not_a_traceback(server, no_cre
     assert p.returncode == 0 and "sweep auth-sweep: 1 trials" in p.stdout, p.stdout + p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="runner/store.py prints the tracking URI verbatim in StoreError and in "
-                   "the run summary, so a password in http://user:pw@host leaks; needs URI redaction (see report)")
 def test_a_password_in_the_uri_is_redacted_from_errors(server, no_creds):
     leaky = server.uri.replace("http://", f"http://{USER}:wrong-{PASSWORD}@")
     with pytest.raises(StoreError) as e:
@@ -113,9 +112,9 @@ def test_a_password_in_the_uri_is_redacted_from_errors(server, no_creds):
 
 def test_a_sweep_with_credentials_leaks_no_secret(ray_local, server, no_creds, write_sweep, tmp_path):
     """The whole path: driver, engine actor, recorder, spool, MLflow. The MLflow password and an
-    HF token are in the driver's environment; neither may appear in any param, tag, artifact,
-    spool file or output line."""
-    sweep = write_sweep(SWEEP)
+    HF token are in the driver's environment and an engine argument carries a token; none may
+    appear in any param, tag, artifact, spool file or output line."""
+    sweep = write_sweep(SWEEP.replace("ARG_SECRET", ARG_SECRET))
     env = driver_env(ray_local.get_runtime_context().gcs_address, MLFLOW_TRACKING_URI=server.uri,
                      MLFLOW_TRACKING_USERNAME=USER, MLFLOW_TRACKING_PASSWORD=PASSWORD, HF_TOKEN=HF_SECRET,
                      RUNNER_SPOOL=str(tmp_path / "spool"))
@@ -149,7 +148,8 @@ def test_a_sweep_with_credentials_leaks_no_secret(ray_local, server, no_creds, w
         if f.is_file():
             blobs.append(f.read_bytes().decode("utf-8", "replace"))
     assert len(blobs) > 5
-    for secret in (PASSWORD, HF_SECRET):
-        hits = [b[:200] for b in blobs if secret in b]
+    assert any("engine_args.hf_token" in b for b in blobs)       # the argument is recorded, masked
+    for secret in (PASSWORD, HF_SECRET, ARG_SECRET):
+        hits = [b[max(0, b.index(secret) - 200):b.index(secret) + 50] for b in blobs if secret in b]
         assert not hits, f"secret leaked into {len(hits)} place(s): {hits}"
 

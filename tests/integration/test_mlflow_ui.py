@@ -12,7 +12,8 @@ What the runs page shows in MLflow 3.17 (`/#/experiments/<id>/runs`):
   the trials flat, best first, but still without metric columns;
 - a *shared view* shows columns too: an experiment tag `mlflow.sharedViewState.<key>` holding
   the UI state as JSON (`selectedColumns`, `columnOrder`, `columnWidths`, `orderByKey`, ...),
-  opened with `/#/experiments/<id>/runs?viewStateShareKey=<key>`. The screenshot in
+  opened with `/#/experiments/<id>/runs?viewStateShareKey=<key>`. The runner writes one per
+  sweep (runner/views.py) and links it from the parent run. The screenshot in
   docs/mlflow-ui.png is that view.
 """
 
@@ -38,7 +39,6 @@ HOST = "ui.mlflow.test"  # reserved TLD; resolved to 127.0.0.1 by Chromium itsel
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--host-resolver-rules=MAP {HOST} 127.0.0.1", "--window-size=1600,1000", "--virtual-time-budget=15000"]
-SHARE_KEY = "runner-sweep"
 METRICS = ["output_throughput", "total_token_throughput", "median_ttft_ms", "median_tpot_ms"]
 PARAMS = ["engine_args.max_num_seqs", "concurrency"]
 
@@ -142,26 +142,35 @@ def test_sorting_by_a_metric_lists_every_trial(ui, chromium):
         assert r.info.run_name in html, r.info.run_name
 
 
-def test_shared_view_shows_trials_with_their_metrics(ui, chromium):
-    """The view a person wants: every trial, best throughput first, with the numbers. Saved as
+def test_the_sweeps_saved_view_shows_trials_with_their_metrics(ui, chromium):
+    """The view a person wants, saved by the runner itself and linked from the parent run: every
+    trial, best throughput first, with the varying parameters and the numbers. Saved as
     docs/mlflow-ui.png for the README."""
-    parent, trials = _roles(ui)
-    cols = (["attributes.`Run Name`"] + [f"params.`{p}`" for p in PARAMS] + [f"metrics.`{m}`" for m in METRICS])
-    widths = {"attributes.`Run Name`": 400, **{c: 105 for c in cols[1:3]}, **{c: 120 for c in cols[3:]}}
-    state = {"selectedColumns": cols, "columnOrder": ["runDateAndNestInfo", *cols], "columnWidths": widths,
-             "orderByKey": "metrics.`output_throughput`", "orderByAsc": False}
-    ui["client"].set_experiment_tag(ui["exp"], f"mlflow.sharedViewState.{SHARE_KEY}", json.dumps(state))
-    url = f"{ui['base']}/#/experiments/{ui['exp']}/runs?viewStateShareKey={SHARE_KEY}"
+    parent_name, trials = _roles(ui)
+    parent = next(r for r in ui["runs"] if r.data.tags["runner.role"] == "parent")
+    link = parent.data.tags["runner.compare_view"]
+    assert link in parent.data.tags["mlflow.note.content"]          # the run's description links it
+    assert parent.info.status == "FINISHED"                          # every trial completed
+    prefix = f"http://127.0.0.1:5000/#/experiments/{ui['exp']}/runs?viewStateShareKey="
+    assert link.startswith(prefix)                                   # sqlite: where `make mlflow-ui` serves
+    key = link.removeprefix(prefix)
+    state = json.loads(ui["client"].get_experiment(ui["exp"]).tags[f"mlflow.sharedViewState.{key}"])
+    cols = state["selectedColumns"]
+    varying = [*PARAMS, "num_prompts"]                               # what varies across the sweep
+    assert [c for c in cols if c.startswith("params.")] == [f"params.`{p}`" for p in varying]
+    assert [f"metrics.`{m}`" for m in METRICS] == [c for c in cols if c.startswith("metrics.")][:4]
+    url = link.replace("http://127.0.0.1:5000", ui["base"])
 
     html = dom(chromium, url, ui["tmp"], "shared")
-    assert parent in html
     for r in trials:
         assert r.info.run_name in html, r.info.run_name
         value = repr(r.data.metrics["output_throughput"]).removesuffix(".0")
         assert value in html, value                 # the cell holds the full number (JS and Python print alike)
+    assert f">{parent_name}<" not in html            # the view lists trials only
     for c in cols:
         assert f'col-id="{c}"' in html, c
-    assert "output_throughput" in html and "median_ttft_ms" in html
+    order = [html.index(r.info.run_name) for r in sorted(trials, key=lambda r: -r.data.metrics["output_throughput"])]
+    assert order == sorted(order)                   # best output throughput first
 
     png = screenshot(chromium, url, ui["tmp"], "shared")
     docs = ROOT / "docs"

@@ -195,9 +195,6 @@ def test_sync_uploads_a_spooled_attempt_exactly_once(store_factory, tmp_path):
     assert s.done_ids() == {"t1"}
 
 
-@pytest.mark.xfail(strict=True, reason="Store.end_trial logs metrics with a fresh timestamp each call, so an "
-                   "upload repeated after a crash between end_trial and state.json doubles every metric's "
-                   "history; needs an idempotent end_trial (see the report)")
 def test_a_repeated_upload_does_not_double_metric_history(store_factory, tmp_path):
     make, _ = store_factory
     s = make("again")
