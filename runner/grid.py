@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from runner import catalog
+from runner import catalog, paths
 from runner.spec import DatasetSpec, SweepSpec, num_prompts, rates
 from runner.trial import LoadPoint, ServingConfig, Trial
 
@@ -48,7 +48,7 @@ def _serving_configs(spec: SweepSpec) -> Iterable[ServingConfig]:
         merged = {**spec.engine_args, **model.engine_args}
         lane = model.lane or spec.lanes.get(engine, "default")
         for args in _arg_grid(merged):
-            yield ServingConfig(engine=engine, model=model.id, model_path=model.path, hardware=hw,
+            yield ServingConfig(engine=engine, model=model.id, model_path=paths.resolve_model(model.path), hardware=hw,
                                 tp=tp, pp=pp, dp=dp, ep=ep, engine_args=args, lane=lane)
 
 

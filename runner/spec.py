@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from runner import catalog, redact
+from runner import catalog, paths, redact
 from runner.errors import SweepSpecError
 from runner.expr import ExprError, evaluate
 
@@ -209,6 +209,7 @@ def _check(file: str, spec: SweepSpec) -> None:
         if lane not in lanes:
             raise SweepSpecError(file, f"lanes.{eng}", lane, _choices(lane, lanes))
     for i, m in enumerate(spec.models):
+        paths.check_model(file, f"models[{i}].path", m.path)
         if m.lane is not None and m.lane not in lanes:
             raise SweepSpecError(file, f"models[{i}].lane", m.lane, _choices(m.lane, lanes))
     ids = [m.id for m in spec.models]
@@ -253,6 +254,8 @@ def _check_workload(file: str, w: WorkloadSpec) -> None:
     d = w.dataset
     if d.kind == "file" and not d.path:
         raise SweepSpecError(file, "workload.dataset.path", None, "a JSONL or ShareGPT file path for kind: file")
+    if d.kind == "file":
+        paths.check_dataset(file, "workload.dataset.path", d.path)
     if d.kind == "prefix" and w.input_len is not None and d.prefix_len >= min(w.input_len):
         raise SweepSpecError(file, "workload.dataset.prefix_len", d.prefix_len,
                              f"fewer tokens than the shortest input_len ({min(w.input_len)})")

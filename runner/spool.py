@@ -28,6 +28,8 @@ def default_root() -> Path:
 
 def attempt_dir(root: Path, sweep: str, trial_id: str, attempt: int) -> Path:
     d = root / sweep / trial_id / f"attempt-{attempt}"
+    if not d.resolve().is_relative_to(root.resolve()) or not str(trial_id).isalnum():
+        raise ValueError(f"spool path {d} would leave {root}")  # names are validated; this is the backstop
     (d / "artifacts").mkdir(parents=True, exist_ok=True)
     return d
 

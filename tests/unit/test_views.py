@@ -8,7 +8,7 @@ def test_state_filters_the_sweeps_trials_and_shows_what_varies(tmp_path):
     p.write_text("""
 name: view-test
 engine: vllm
-models: [{id: m, path: /models/m}]
+models: [{id: m, path: org/m}]
 hardware: cpu
 engine_args: {max_num_seqs: [4, 8]}
 workload: {input_len: 32, output_len: 16, concurrency: [1, 2, 4], num_prompts: 10}

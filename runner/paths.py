@@ -1,0 +1,62 @@
+"""Where a sweep file may point: model and dataset paths, checked when the file loads.
+
+Model ``path``: a local directory or a hub id, decided as the engines decide it.
+- It names a local directory when it exists there (relative to the working directory, after
+  ``~`` expansion), or when it starts with ``/``, ``./``, ``../`` or ``~``. A local model must
+  be a directory holding ``config.json``; a path-looking value that does not exist is an error
+  (local paths must exist where the driver runs: on a cluster, shared storage or the same
+  path on every node). Engines get it resolved to an absolute path (``resolve_model``).
+- Anything else must look like a hub id, ``org/name`` or ``name``: letters, digits, ``._-``,
+  at most one ``/``, no ``..``.
+Dataset ``path`` (``kind: file``): an existing regular file, relative to the working
+directory (what ``ray job submit --working-dir`` ships to every node) or absolute.
+No value may hold control characters. Errors are ``SweepSpecError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runner.errors import SweepSpecError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..")
+
+
+def check_model(file: str, key: str, value: str) -> None:
+    if _CONTROL.search(value):
+        raise SweepSpecError(file, key, value, "a path or hub id without control characters")
+    p = Path(value).expanduser()
+    if p.exists() or _looks_local(value):
+        if not p.is_dir():
+            raise SweepSpecError(file, key, value, "an existing model directory (local paths must exist where the "
+                                 "driver runs), or a hub id such as org/name",
+                                 "build the demo model with `make model`, or check the path")
+        if not (p / "config.json").is_file():
+            raise SweepSpecError(file, key, value, "a model directory holding config.json")
+        return
+    if not HUB_ID.match(value) or ".." in value.split("/"):
+        raise SweepSpecError(file, key, value, "a hub id such as org/name (letters, digits, ._-) or a local "
+                             "path starting with /, ./ or ~")
+
+
+def resolve_model(value: str) -> str:
+    """The value an engine gets: an absolute path for a local model, the hub id unchanged."""
+    p = Path(value).expanduser()
+    return str(p.resolve()) if p.exists() or _looks_local(value) else value
+
+
+def check_dataset(file: str, key: str, value: str) -> None:
+    if _CONTROL.search(value):
+        raise SweepSpecError(file, key, value, "a file path without control characters")
+    p = Path(value).expanduser()
+    if not p.is_file():
+        near = Path(file).parent / value
+        hint = (f"it exists next to the sweep file: run from {Path(file).parent or '.'} or write {near}"
+                if near.is_file() else "check the path (relative paths start at the working directory)")
+        raise SweepSpecError(file, key, value, "an existing JSONL or ShareGPT file", hint)
