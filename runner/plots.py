@@ -9,7 +9,8 @@ Plots, from report rows (see ``runner.report``); only COMPLETED rows are drawn:
   serving configuration and in/out as concurrency rises;
 - ``throughput.png``: bars of the best configuration's total tok/s and tok/s/GPU per
   model × in/out, one bar per hardware (table 1's rows).
-Every axis names its unit; every plot has a title and a legend.
+Every axis names its unit; every plot has a title and a legend, and carries them in its PNG
+metadata (``describe``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,32 @@ def _figure(w: float, h: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write the PNG with what it shows in its ``Description`` text chunk (JSON: the figure's
+    title and legend, and per axes its title, axis labels and legend entries), so a test can
+    check a plot's claims without OCR."""
+    import json
+
+    def texts(legend: Any) -> list[str]:
+        return [t.get_text() for t in legend.get_texts()] if legend else []
+
+    shown = {"title": fig.get_suptitle(), "legend": [t for lg in fig.legends for t in texts(lg)],
+             "axes": [{"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                       "legend": texts(ax.get_legend())} for ax in fig.get_axes()]}
+    fig.savefig(path, metadata={"Description": json.dumps(shown)})
+    return path
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """The ``Description`` a PNG written here carries (see ``_save``)."""
+    import json
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return json.loads(im.info["Description"])
 
 
 def slug(*parts: Any) -> str:
@@ -63,18 +90,18 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
     ax.set_title(f"Pareto frontier: {model}, {io} tokens in/out")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def latency_png(rows: Sequence[dict], path: Path) -> Path:
     """2×2: median/p99 TTFT and TPOT (ms) against output tok/s; a line per serving config and in/out."""
-    from runner.rows import args, completed, ident, shape, varying_args
+    from runner.rows import args, completed, engine, ident, shape, varying_args
 
     lines: dict[tuple, list[dict]] = {}
     for r in completed(rows, "output_throughput"):
         lines.setdefault(ident(r, ("concurrency", "num_prompts")), []).append(r)
     keys = varying_args(rows)
+    engines = len({engine(r) for r in rows}) > 1
     fig = _figure(12, 8)
     axes = fig.subplots(2, 2)
     panels = [("median_ttft_ms", "median TTFT (ms)"), ("p99_ttft_ms", "p99 TTFT (ms)"),
@@ -86,7 +113,7 @@ def latency_png(rows: Sequence[dict], path: Path) -> Path:
             if not rs:
                 continue
             r0 = rs[0]
-            name = (f"{r0.get('model')} {r0.get('hardware')} {shape(r0)} "
+            name = (f"{engine(r0) + ' ' if engines else ''}{r0.get('model')} {r0.get('hardware')} {shape(r0)} "
                     f"{'' if not keys else args(r0, keys) + ' '}{r0.get('input_len')}/{r0.get('output_len')}")
             ax.plot([r["output_throughput"] for r in rs], [r[metric] for r in rs], marker="o", color=color,
                     linestyle=("-", "--", ":", "-.")[n // 20 % 4], label=name, markersize=4)
@@ -98,19 +125,21 @@ def latency_png(rows: Sequence[dict], path: Path) -> Path:
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncol=min(3, len(labels)))
     fig.suptitle("Latency vs throughput as concurrency rises (one line per serving configuration)")
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def throughput_png(table: Any, path: Path) -> Path:
     """Grouped bars from table 1 (``tables.throughput_table``): a group per model × in/out, a bar
-    per hardware; left the configuration's total tok/s, right total tok/s/GPU."""
+    per hardware (per hardware · engine when engines vary); left the configuration's total
+    tok/s, right total tok/s/GPU."""
     h = table.head
-    im, ih, io, it, ig = (h.index(c) for c in ("model", "hardware", "in/out", "total tok/s (config)",
-                                               "total tok/s/GPU"))
+    im, ih, ie, io, it, ig = (h.index(c) for c in ("model", "hardware", "engine", "in/out", "total tok/s (config)",
+                                                   "total tok/s/GPU"))
     groups = sorted({(r[im], r[io]) for r in table.rows}, key=str)
-    hws = sorted({r[ih] for r in table.rows}, key=str)
-    val = {(r[im], r[io], r[ih]): (r[it], r[ig]) for r in table.rows}
+    by_engine = len({r[ie] for r in table.rows}) > 1          # engines compared: a bar per hardware · engine
+    series = lambda r: f"{r[ih]} · {r[ie]}" if by_engine else str(r[ih])  # noqa: E731
+    hws = sorted({series(r) for r in table.rows}, key=str)
+    val = {(r[im], r[io], series(r)): (r[it], r[ig]) for r in table.rows}
     fig = _figure(max(7, 1.6 * len(groups) * max(1, len(hws)) / 2 + 4), 5)
     axes = fig.subplots(1, 2)
     width = 0.8 / max(1, len(hws))
@@ -127,10 +156,9 @@ def throughput_png(table: Any, path: Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(title="hardware", fontsize=8)
-    fig.suptitle("Throughput per model × hardware")
-    fig.savefig(path)
-    return path
+        ax.legend(title="hardware · engine" if by_engine else "hardware", fontsize=8)
+    fig.suptitle("Throughput per model × hardware" + (" × engine" if by_engine else ""))
+    return _save(fig, path)
 
 
 def write_all(rows: Sequence[dict], throughput: Any, d: Path) -> list[Path]:

@@ -96,13 +96,14 @@ def _best(rows: Sequence[dict], key: Callable[[dict], float | None],
 
 
 def _mh(r: dict) -> tuple:
-    return (r.get("model"), r.get("hardware"), r.get("input_len"), r.get("output_len"))
+    """A row's group in tables 1-2: engines (and lanes) are compared, never merged."""
+    return (r.get("model"), r.get("hardware"), engine(r), r.get("input_len"), r.get("output_len"))
 
 
 def throughput_table(rows: Sequence[dict]) -> Table:
-    """Best COMPLETED configuration (max total tok/s) per model × hardware × in/out."""
+    """Best COMPLETED configuration (max total tok/s) per model × hardware × engine × in/out."""
     keys = varying_args(rows)
-    t = Table("throughput", "1. Throughput: best COMPLETED configuration per model × hardware × in/out "
+    t = Table("throughput", "1. Throughput: best COMPLETED configuration per model × hardware × engine × in/out "
               "(by total tok/s; config = all GPUs of the configuration, tok/s)",
               ["model", "hardware", "in/out", "engine", "shape", "engine args", "conc", "GPUs",
                "total tok/s (config)", "out tok/s (config)", "total tok/s/GPU", "out tok/s/GPU", "client-bound"],
@@ -115,10 +116,10 @@ def throughput_table(rows: Sequence[dict]) -> Table:
 
 
 def cost_table(rows: Sequence[dict]) -> Table:
-    """Cheapest COMPLETED configuration (max total tok/s/GPU) per model × hardware × in/out."""
+    """Cheapest COMPLETED configuration (max total tok/s/GPU) per model × hardware × engine × in/out."""
     keys = varying_args(rows)
-    t = Table("cost", "2. Cost per million tokens: cheapest COMPLETED configuration per model × hardware × in/out "
-              "($/M = $/GPU-h × 1e6 / (3600 × tok/s/GPU); '-' = no price)",
+    t = Table("cost", "2. Cost per million tokens: cheapest COMPLETED configuration per model × hardware × engine "
+              "× in/out ($/M = $/GPU-h × 1e6 / (3600 × tok/s/GPU); '-' = no price)",
               ["model", "hardware", "in/out", "engine", "shape", "engine args", "conc", "$/GPU-h",
                "total tok/s/GPU", "out tok/s/GPU", "$/M total tokens", "$/M output tokens"], "ssssssi$nn$$")
     for r in _best(completed(rows), lambda r: per_gpu(r, TOTAL), _mh):

@@ -222,3 +222,10 @@ def test_build_rows_marks_missing_trials_pending(sweep_file):
     rows = build_rows(trials, {}, {"cpu": 0.0})
     assert [r["status"] for r in rows] == ["PENDING"] * 4
     assert rows[0]["gpus"] == 1 and rows[0]["tp"] == 1 and "model_path" not in rows[0]
+
+
+def test_engines_are_compared_not_merged_in_throughput_and_cost():
+    rows = [row(total=100.0, out=50.0, engine="vllm"),
+            row(total=80.0, out=40.0, engine="sglang", lane="sglang-cpu")]
+    for table in (throughput_table(rows), cost_table(rows)):
+        assert [r[3] for r in table.rows] == ["sglang [sglang-cpu]", "vllm"]
