@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model browser demo test test-unit test-integration lint mlflow-ui bench bench-scheduler clean
+.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -37,6 +37,13 @@ $(MODEL)/tiny-model.json: runner/tinymodel.py | venv
 
 demo: venv model
 	$(PY) -m runner run sweeps/cpu-demo.yaml
+
+# The README's report excerpt and plot: the demo sweep (resumed if done), its report, and the
+# Pareto plot copied to docs/.
+report-demo: demo
+	$(PY) -m runner report sweeps/cpu-demo.yaml | tee docs/report-demo.txt
+	cp reports/cpu-demo/pareto_tiny-llama_128x64.png docs/report-pareto.png
+	cp reports/cpu-demo/latency.png docs/report-latency.png
 
 # The MLflow UI test renders the real UI in Debian's headless Chromium.
 browser:
@@ -62,6 +69,10 @@ bench: bench-scheduler
 
 bench-scheduler: venv
 	$(PY) benchmarks/bench_scheduler.py
+
+# Our streaming client vs `vllm bench serve` against an instant local server, one core each.
+bench-client: venv model
+	$(PY) benchmarks/bench_client.py
 
 clean:
 	rm -rf .venv spool mlflow.db models .pytest_cache

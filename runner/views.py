@@ -46,7 +46,7 @@ def state(sweep: str, trials: Sequence[Trial]) -> dict[str, Any]:
     """The shared-view JSON for one sweep's comparison."""
     params = [f"params.`{p}`" for p in varying(trials)]
     cols = [NAME, *params, *(f"metrics.`{m}`" for m in METRICS), *(f"tags.`{t}`" for t in TAGS)]
-    widths = {NAME: 300, **{c: 110 for c in params}, **{c: 125 for c in cols[1 + len(params):]}}
+    widths = {NAME: 250, **{c: 95 for c in params}, **{c: 110 for c in cols[1 + len(params):]}}
     return {
         "searchFilter": f"tags.`runner.sweep` = '{sweep}' and tags.`runner.role` = 'trial'",
         "orderByKey": "metrics.`output_throughput`",
