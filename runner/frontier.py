@@ -110,6 +110,26 @@ def xy(rows: Sequence[dict[str, Any]]) -> list[Point]:
     return [(float(r[X]), float(r[Y])) for r in rows]
 
 
+def default_levels(rows: Sequence[dict[str, Any]]) -> list[float]:
+    """Iso-interactivity levels when none are asked for: the GB300/GB200 study's levels that
+    fall inside the measured interactivity range; when fewer than two do (a CPU demo runs at
+    hundreds of tok/s/user), five levels evenly spread over that range, rounded to 2
+    significant digits (a single measured x is its own level). Empty when nothing is plottable."""
+    xs = [float(r[X]) for r in plottable(rows)]
+    if not xs:
+        return []
+    lo, hi = min(xs), max(xs)
+    inside = [lv for lv in DEFAULT_LEVELS if lo <= lv <= hi]
+    if len(inside) >= 2 or lo == hi:
+        return inside or [lo]
+    out = []
+    for i in range(5):
+        v = float(f"{lo + (hi - lo) * (i + 0.5) / 5:.2g}")
+        if lo <= v <= hi and v not in out:
+            out.append(v)
+    return out
+
+
 def default_ratio(groups: dict[Any, dict[str, list[dict[str, Any]]]]) -> tuple[str, str] | None:
     """(numerator, denominator): the curves with the highest and the lowest peak tok/s/GPU."""
     peak: dict[str, float] = {}

@@ -62,16 +62,23 @@ def slug(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")
 
 
-def point_label(r: dict) -> str:
-    """'TP8 EP DP1 c64' (PP only when > 1)."""
+def point_label(r: dict, keys: Sequence[str] = ()) -> str:
+    """'TP8 EP DP1 c64' (PP only when > 1), then the engine arguments ``keys`` that vary."""
+    from runner.rows import args
+
     pp = f" PP{r.get('pp')}" if (r.get("pp") or 1) > 1 else ""
-    return f"TP{r.get('tp', 1)}{pp}{' EP' if r.get('ep') else ''} DP{r.get('dp', 1)} c{r.get('concurrency')}"
+    base = f"TP{r.get('tp', 1)}{pp}{' EP' if r.get('ep') else ''} DP{r.get('dp', 1)} c{r.get('concurrency')}"
+    return f"{base} {args(r, keys)}" if keys else base
 
 
 def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -> Path:
     """One Pareto plot: each curve's points faint, its frontier solid and labelled."""
+    from runner.rows import varying_args
+
+    keys = varying_args([r for rs in curves.values() for r in rs])
     fig = _figure(9, 6)
     ax = fig.add_subplot()
+    ax.margins(x=0.12, y=0.08)                       # room for the labels of the outermost points
     colors = _colors(len(curves))
     for (name, rows), color in zip(curves.items(), colors):
         pts = frontier.xy(rows)
@@ -83,7 +90,7 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
         fx, fy = [pts[i][0] for i in on], [pts[i][1] for i in on]
         ax.plot(fx, fy, "o-", color=color, label=f"{name} frontier", markersize=5)
         for i in on:
-            ax.annotate(point_label(rows[i]), pts[i], textcoords="offset points", xytext=(4, 4), fontsize=7,
+            ax.annotate(point_label(rows[i], keys), pts[i], textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=color)
     ax.set_xlabel("interactivity (tok/s/user = 1000 / median TPOT ms)")
     ax.set_ylabel("throughput per GPU (total tok/s/GPU)")

@@ -43,8 +43,9 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
          ratio: tuple[str, str] | None = None, dest: str | Path | None = None) -> int:
     """Build the report of sweep file ``path``; 0 when written everywhere, 1 when a part failed.
 
-    ``levels``: iso-interactivity levels in tok/s/user; ``ratio``: (numerator, denominator)
-    curve names for the ratio column; ``dest``: local folder (default ``reports/<sweep>/``).
+    ``levels``: iso-interactivity levels in tok/s/user (default: ``frontier.default_levels``);
+    ``ratio``: (numerator, denominator) curve names for the ratio column; ``dest``: local folder
+    (default ``reports/<sweep>/``).
     """
     from runner import catalog, grid
     from runner import spec as spec_mod
@@ -69,7 +70,7 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if stale:
         head += f"\nnote: {len(stale)} trial(s) of this sweep in MLflow are no longer in {path}; not reported"
-    ts = tables(rows, levels or frontier.DEFAULT_LEVELS, ratio)
+    ts = tables(rows, levels or frontier.default_levels(rows) or frontier.DEFAULT_LEVELS, ratio)
     text = "\n\n".join([head, *(t.render() for t in ts)])
     print(text, file=out)
     local = Path(dest) if dest else Path.cwd() / "reports" / spec.name

@@ -51,7 +51,7 @@ def build_rows(trials: Iterable[Any], latest: dict[str, Any], prices: dict[str, 
     """One row per expanded trial; its latest run's values when it ran, else status PENDING.
 
     The trial's own parameters win over the logged strings; ``price_per_gpu_hour`` is the one
-    logged with the run (the price used then), else ``prices[hardware]``.
+    logged with the run (the price used then), else (none then, or never ran) ``prices[hardware]``.
     """
     rows = []
     for t in trials:
@@ -62,6 +62,8 @@ def build_rows(trials: Iterable[Any], latest: dict[str, Any], prices: dict[str, 
             "status": "PENDING", "reason": "", "client_bound": False,
             "price_per_gpu_hour": prices.get(t.serving.hardware)}
         row.update(p, trial_id=t.trial_id, gpus=row.get("gpus") or t.serving.gpus)
+        if row.get("price_per_gpu_hour") is None:       # none when it ran: today's price, if any
+            row["price_per_gpu_hour"] = prices.get(t.serving.hardware)
         rows.append(row)
     return rows
 

@@ -93,3 +93,15 @@ def test_curves_split_by_what_varies_and_never_mix_models_or_lengths():
     assert list(cs[("m", 8192, 1024)]) == ["sglang", "vllm"]     # engine varies, hardware does not
     assert list(frontier.curves(ROWS)[("m", 8192, 1024)]) == ["GB200", "GB300"]
     assert frontier.curve_dims([]) == ("hardware",)
+
+
+def test_default_levels_follow_the_data():
+    from runner.frontier import DEFAULT_LEVELS, default_levels
+
+    def rows(*xs):
+        return [{"status": "COMPLETED", "interactivity": x, "tput_per_gpu": 100.0} for x in xs]
+
+    assert default_levels(rows(15, 30)) == [16, 18, 20, 22, 25, 27, 28]          # the study's, where measured
+    assert default_levels(rows(200, 260)) == [210.0, 220.0, 230.0, 240.0, 250.0]   # CPU scale: 5 inside the range
+    assert default_levels(rows(233, 233)) == [233]
+    assert default_levels([]) == [] and len(DEFAULT_LEVELS) == 10
