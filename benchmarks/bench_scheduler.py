@@ -5,7 +5,8 @@ group for a known time (its tokens are timed sleeps). The mix is TP 1/2/4/8 with
 of 10-30 s. Reported (a figure for the README, not a timed assert):
 - makespan / lower bound, where the lower bound is max(total GPU-seconds / 16, longest trial);
 - useful GPU utilisation = Σ GPUs × trial seconds / (16 × makespan);
-- per-trial overhead: placement (group created → ready) and actor start (ready → engine ready).
+- per-trial overhead: placement (group created → ready) and actor start (ready → engine ready);
+- where the GPU-seconds went: held while placing, starting, measuring, stopping, or not held.
 
 Run: ``make bench-scheduler`` (or ``.venv/bin/python benchmarks/bench_scheduler.py``).
 """
@@ -78,6 +79,18 @@ def main() -> None:
           f"{busy / (16 * makespan):.1%})")
     print(f"per-trial overhead: placement median {statistics.median(place):.2f} s (max {max(place):.2f}); "
           f"actor + engine start median {statistics.median(start):.2f} s (max {max(start):.2f})")
+    # where the 16 × makespan GPU-seconds went
+    held = {"placing": 0.0, "starting": 0.0, "measuring": 0.0, "stopping": 0.0}
+    trial_of = {g[0].serving.serving_config_id: g[0].trial_id for g in groups}
+    for x in sched.history:
+        t, g, tid = x.timing, x.serving.gpus, trial_of[x.serving.serving_config_id]
+        held["placing"] += g * (t["ready"] - t["placed"])
+        held["starting"] += g * (t["started"] - t["ready"])
+        held["measuring"] += g * (spans[tid][1] - t["started"])
+        held["stopping"] += g * (t["removed"] - spans[tid][1])
+    total = 16 * makespan
+    parts = ", ".join(f"{k} {v / total:.1%}" for k, v in held.items())
+    print(f"GPU-seconds: {parts}, no group {1 - sum(held.values()) / total:.1%}")
     ray.shutdown()
     cluster.shutdown()
 

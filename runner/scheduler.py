@@ -305,6 +305,8 @@ class Scheduler:
                 remove_placement_group(pg)
             except Exception:
                 pass
+        if x.pgs:
+            x.timing["removed"] = time.monotonic()
         x.actors, x.pgs, x.refs, x.waiting = [], [], [], set()
         x.phase, x.deadline = "done", math.inf
 
