@@ -76,6 +76,9 @@ def test_one_sweep_on_both_engines_and_a_report_that_compares_them(ray_local, ml
     assert len(runs) == 4 and all(r.data.tags["runner.status"] == "COMPLETED" for r in runs)
     by_engine = {e: [r for r in runs if r.data.params["engine"] == e] for e in ("vllm", "sglang")}
     assert all(len(v) == 2 for v in by_engine.values())
+    import importlib.util
+
+    assert importlib.util.find_spec("sglang") is None     # the driver's venv has no SGLang: the lane ran it
     for r in by_engine["sglang"]:
         assert r.data.params["lane"] == "sglang-cpu"
         assert r.data.params["version.engine_version"].startswith("0.5.23")

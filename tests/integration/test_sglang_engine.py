@@ -73,7 +73,10 @@ def test_sglang_actor_start_sanity_load_point_stop(ray_local, lane, tiny_model):
         for r in recs:
             assert r["ok"] and not r["error"], r
             assert sum(r["chunk_tokens"]) == 16 and r["prompt_tokens"] == 32, r
-            assert len(r["chunk_times"]) == 16 and r["chunk_times"] == sorted(r["chunk_times"]), r
+            # one time per streamed chunk; a chunk may carry several tokens when the stream is
+            # consumed late (two shared cores), so the token counts, not the chunks, sum to 16
+            assert 1 <= len(r["chunk_times"]) == len(r["chunk_tokens"]) <= 16, r
+            assert r["chunk_times"] == sorted(r["chunk_times"]), r
             assert r["finish_reason"] == "length", r
         assert res["duration_s"] > 0
         # engine gauges come from SGLang's own load snapshot, sampled during the load
