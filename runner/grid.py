@@ -43,13 +43,16 @@ def group(trials: Iterable[Trial]) -> dict[str, list[Trial]]:
 
 def _serving_configs(spec: SweepSpec) -> Iterable[ServingConfig]:
     sh = spec.shape
-    for engine, model, hw, tp, pp, dp, ep in itertools.product(
-            spec.engine, spec.models, spec.hardware, sh.tp, sh.pp, sh.dp, sh.ep):
-        merged = {**spec.engine_args, **model.engine_args}
-        lane = model.lane or spec.lanes.get(engine, "default")
+    for engine, api, model, hw, tp, pp, dp, ep in itertools.product(
+            spec.engine, spec.api, spec.models, spec.hardware, sh.tp, sh.pp, sh.dp, sh.ep):
+        merged = {} if api == "endpoint" else {**spec.engine_args, **model.engine_args}
+        lane = "default" if api == "endpoint" else model.lane or spec.lanes.get(engine, "default")
+        endpoint = None
+        if api == "endpoint" and spec.endpoint is not None:
+            endpoint = {**spec.endpoint.model_dump(), "model": spec.endpoint.model or model.id}
         for args in _arg_grid(merged):
             yield ServingConfig(engine=engine, model=model.id, model_path=paths.resolve_model(model.path), hardware=hw,
-                                tp=tp, pp=pp, dp=dp, ep=ep, engine_args=args, lane=lane)
+                                tp=tp, pp=pp, dp=dp, ep=ep, engine_args=args, lane=lane, api=api, endpoint=endpoint)
 
 
 def _arg_grid(args: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -81,7 +84,7 @@ def _load_points(spec: SweepSpec) -> Iterable[LoadPoint]:
 
 
 def _flat_serving(s: ServingConfig) -> dict[str, Any]:
-    d = {"engine": s.engine, "model": s.model, "hardware": s.hardware, "tp": s.tp, "pp": s.pp,
+    d = {"engine": s.engine, "api": s.api, "model": s.model, "hardware": s.hardware, "tp": s.tp, "pp": s.pp,
          "dp": s.dp, "ep": s.ep}
     d.update({f"engine_args.{k}": v for k, v in s.engine_args.items()})
     return d

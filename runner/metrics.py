@@ -159,3 +159,32 @@ def lag_stats(records: Sequence[RequestRecord], percentiles: Sequence[float] = (
     """Schedule lag (actual − intended send time), ms: shows a client-bound load generator."""
     lags = [max(0.0, r.st - r.intended) for r in records]
     return {k.replace("_lag_ms", "_schedule_lag_ms"): v for k, v in _stats("lag", lags, percentiles).items()}
+
+
+def records_from_vllm_bench(result: dict) -> list[RequestRecord]:
+    """``vllm bench serve --save-result --save-detailed`` JSON → our records, so its own
+    per-request arrays go through ``aggregate`` (a cross-check of the definitions).
+
+    Per request i: ``st = start_times[i]``; chunk times ``st + ttfts[i]``, then one per
+    ``itls[i]`` gap (vLLM's latency is its last chunk, so ``e2el`` = ttft + Σ itl, equal to
+    ``latencies[i]`` up to float rounding); the first chunk carries the tokens the gaps do not
+    (``output_lens[i] − len(itls[i])``), every later chunk one. A request with an error is
+    failed (no chunks).
+    """
+    out = []
+    errors = result.get("errors") or [""] * len(result["ttfts"])
+    for i, (st, ttft, itl, n_in, n_out, err) in enumerate(zip(
+            result["start_times"], result["ttfts"], result["itls"], result["input_lens"], result["output_lens"],
+            errors)):
+        rec = RequestRecord(index=i, prompt_tokens=int(n_in), intended=float(st), st=float(st))
+        if not err and n_out:
+            times = [st + ttft]
+            for gap in itl:
+                times.append(times[-1] + gap)
+            rec.chunk_times = times
+            rec.chunk_tokens = [int(n_out) - len(itl)] + [1] * len(itl)
+            rec.ok = True
+        else:
+            rec.error = str(err or "no output")
+        out.append(rec)
+    return out

@@ -134,7 +134,8 @@ class Recorder:
         spool.write_json(d / "serving_config.json", t.serving.model_dump())
         eng = o.engine or {}
         keys = ("versions", "system", "node_id", "hostname", "pid", "cuda_visible_devices", "gpu_ids", "start_s",
-                "replicas", "bundle_nodes", "timing")
+                "replicas", "bundle_nodes", "timing", "launchers",  # launchers: an engine spanning nodes
+                "api", "clients", "server_urls")  # api openai: the client actors and the servers they drove
         spool.write_json(d / "system.json", {"driver": {"python": sys.version.split()[0], "runner": __version__},
                                              "engine": {k: eng.get(k) for k in keys}})
         if res.get("samples"):

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 #: Parameters that identify a measurement; two rows equal on these are the same trial.
-IDENTITY = ("engine", "lane", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len",
+IDENTITY = ("engine", "lane", "api", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len",
             "concurrency", "num_prompts", "warmup", "ignore_eos", "seed", "temperature")
-ORDER = ("model", "hardware", "engine", "lane", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency")
+ORDER = ("model", "hardware", "engine", "lane", "api", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency")
 TOTAL, OUTPUT = "total_token_throughput", "output_throughput"
 DONE = "COMPLETED"
 
@@ -91,9 +91,11 @@ def cost(r: dict, key: str = TOTAL) -> float | None:
 
 
 def engine(r: dict) -> str:
-    """'vllm', or 'vllm [lane]' for a lane other than the default (as ``ServingConfig.label``)."""
-    lane = r.get("lane")
-    return f"{r.get('engine')}" + (f" [{lane}]" if lane and lane != "default" else "")
+    """'vllm', 'vllm [lane]' for a lane other than the default, 'vllm via openai' for an API mode
+    other than the in-process one (as ``ServingConfig.label``)."""
+    lane, api = r.get("lane"), r.get("api")
+    return (f"{r.get('engine')}" + (f" [{lane}]" if lane and lane != "default" else "")
+            + (f" via {api}" if api and api != "engine" else ""))
 
 
 def varying_args(rows: Sequence[dict]) -> list[str]:
@@ -120,7 +122,7 @@ def order(r: dict, drop: Iterable[str] = ()) -> tuple:
     """Natural sort key (numbers as numbers): model, hardware, engine, lane, shape, engine args,
     lengths, concurrency; ``drop`` fields ignored."""
     drop = set(drop)
-    keys = [*ORDER[:8], *sorted(k for k in r if k.startswith("engine_args.")), *ORDER[8:]]
+    keys = [*ORDER[:9], *sorted(k for k in r if k.startswith("engine_args.")), *ORDER[9:]]
     return tuple(sortable(r.get(k)) for k in keys if k not in drop)
 
 

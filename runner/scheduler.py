@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import lanes, loadgen, placement
+from runner import apimode, lanes, loadgen, placement
 from runner.errors import RunnerError
 from runner.spec import TimeoutSpec
 from runner.trial import ServingConfig, Status, Trial
@@ -61,6 +61,8 @@ class Launch:
     phase: str = "queued"
     pgs: list[Any] = field(default_factory=list)
     actors: list[Any] = field(default_factory=list)
+    clients: list[Any] = field(default_factory=list)  # api openai/endpoint: one load-driving client per replica
+    starts: list[dict[str, Any]] = field(default_factory=list)  # api openai: the engine actors' start results
     refs: list[Any] = field(default_factory=list)
     waiting: set = field(default_factory=set)
     deadline: float = math.inf
@@ -133,7 +135,7 @@ class Scheduler:
         nodes = ray.nodes()
         for x in queued:
             if not x.reqs:
-                req = placement.request_for(x.serving, nodes, self.label_key)
+                req = apimode.request(x.serving, nodes, self.label_key)
                 x.reqs = [req] * x.serving.dp
             why = placement.check(x.reqs, nodes)
             if why:
@@ -189,6 +191,12 @@ class Scheduler:
             if bad:
                 self._fail_all(x, Status.FAILED, bad["reason"], bad.get("error", ""), bad.get("log_tail", ""))
                 return
+            if x.serving.api == "openai" and not x.clients:  # engines serve; now their clients
+                x.starts = values
+                self._start_clients(x, [v["url"] for v in values])
+                return
+            clients = values if x.clients else []
+            values = x.starts or values
             self.history.append(x)
             x.engine = {**values[0], "bundle_nodes": _bundle_nodes(x.pgs), "timing": {
                         "placement_s": x.timing["ready"] - x.timing["placed"],
@@ -196,6 +204,11 @@ class Scheduler:
                         "placed_at": x.timing["placed_at"]},
                         "replicas": [{k: v.get(k) for k in ("node_id", "hostname", "pid", "cuda_visible_devices",
                                                             "gpu_ids", "start_s")} for v in values]}
+            if clients:
+                x.engine["api"] = x.serving.api
+                x.engine["clients"] = [{k: v.get(k) for k in ("node_id", "hostname", "pid", "versions")}
+                                       for v in clients]
+                x.engine["server_urls"] = [c.get("versions", {}).get("base_url", "") for c in clients]
             self._next(x)
         elif x.phase == "running":
             trial, x.current = x.current, None
@@ -220,15 +233,41 @@ class Scheduler:
         env.update(lane_env)
         if "py_executable" in runtime and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
             env.setdefault("PYTHONPATH", str(lanes.REPO))  # another venv: give it this package
+        if x.serving.api == "endpoint":
+            self._start_clients(x, [str((x.serving.endpoint or {})["base_url"])] * len(x.pgs))
+            return
         cls = ray.remote(EngineActor)
         config = x.serving.model_dump(exclude={"serving_config_id"})
         for i, (pg, req) in enumerate(zip(x.pgs, x.reqs)):
             strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0,
                                                         placement_group_capture_child_tasks=True)
             rt = {**runtime, "env_vars": env} if env else runtime  # no env: pooled workers can be reused
+            host = apimode.serve_host(req) if x.serving.api == "openai" else None
             x.actors.append(cls.options(scheduling_strategy=strategy, runtime_env=rt or None,
-                                        max_restarts=0, **req.actor_resources).remote(config, i, req.spans_nodes))
+                                        max_restarts=0, **req.actor_resources).remote(config, i, req.spans_nodes,
+                                                                                      host))
         self._wait(x, "starting", [a.start.remote(self.timeouts.request_s) for a in x.actors],
+                   self.timeouts.engine_start_s)
+
+    def _start_clients(self, x: Launch, urls: list[str]) -> None:
+        """One client actor per replica, in the last bundle of its group, in the driver's own
+        environment (no engine lane: it imports no engine); phase ``starting`` again."""
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from runner.actor import ClientActor
+
+        env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+        key_env = (x.serving.endpoint or {}).get("api_key_env")
+        if key_env and key_env in os.environ:
+            env[key_env] = os.environ[key_env]
+        cls = ray.remote(ClientActor)
+        config = x.serving.model_dump(exclude={"serving_config_id"})
+        for i, (pg, req, url) in enumerate(zip(x.pgs, x.reqs, urls)):
+            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=apimode.client_bundle(req))
+            x.clients.append(cls.options(scheduling_strategy=strategy, runtime_env={"env_vars": env} if env else None,
+                                         max_restarts=0, num_cpus=apimode.CLIENT_CPUS).remote(config, i, url))
+        self._wait(x, "starting", [c.start.remote(self.timeouts.request_s) for c in x.clients],
                    self.timeouts.engine_start_s)
 
     def _next(self, x: Launch) -> None:
@@ -238,9 +277,9 @@ class Scheduler:
         x.current = x.pending.pop(0)
         x.current_started = time.time()
         self.on_start(x.current, x.engine or {})
-        n = len(x.actors)
+        drivers = x.clients or x.actors
         load = x.current.load.model_dump()
-        self._wait(x, "running", [a.run.remote(load, self.timeouts.request_s, n) for a in x.actors],
+        self._wait(x, "running", [a.run.remote(load, self.timeouts.request_s, len(drivers)) for a in drivers],
                    self.timeouts.trial_s)
 
     def _timeout(self, x: Launch) -> None:
@@ -293,13 +332,14 @@ class Scheduler:
         import ray
         from ray.util.placement_group import remove_placement_group
 
-        if graceful and x.phase != "starting" and x.actors:
-            try:
-                ray.get([a.stop.remote() for a in x.actors], timeout=20)
-            except Exception:
-                pass
-        for a in x.actors:
-            ray.kill(a, no_restart=True)
+        for group in (x.clients, x.actors):  # clients first: they hold connections to the servers
+            if graceful and x.phase != "starting" and group:
+                try:
+                    ray.get([a.stop.remote() for a in group], timeout=20)
+                except Exception:
+                    pass
+            for a in group:
+                ray.kill(a, no_restart=True)
         for pg in x.pgs:
             try:
                 remove_placement_group(pg)
@@ -307,7 +347,7 @@ class Scheduler:
                 pass
         if x.pgs:
             x.timing["removed"] = time.monotonic()
-        x.actors, x.pgs, x.refs, x.waiting = [], [], [], set()
+        x.actors, x.clients, x.starts, x.pgs, x.refs, x.waiting = [], [], [], [], [], set()
         x.phase, x.deadline = "done", math.inf
 
 

@@ -179,13 +179,15 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
         counts[st] += 1
         m = r.data.metrics if r else {}
         s = t.serving
-        rows.append([t.trial_id, s.model, s.hardware, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
+        eng = s.engine + ("" if s.lane == "default" else f" [{s.lane}]") + (
+            "" if s.api == "engine" else f" via {s.api}")
+        rows.append([t.trial_id, s.model, s.hardware, eng, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
                      " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(s.engine_args.items())) or "-",
                      t.load.label(), f"{t.load.input_len}/{t.load.output_len}",
                      st + (" (client_bound)" if r and r.data.tags.get("runner.client_bound") == "true" else ""),
                      _f(m.get("output_throughput")), _f(m.get("total_token_throughput")),
                      _f(m.get("median_ttft_ms"), 1), _f(m.get("median_tpot_ms"), 2), _f(m.get("p99_itl_ms"), 2)])
-    head = ["trial", "model", "hw", "shape", "engine args", "load", "in/out", "status", "out tok/s",
+    head = ["trial", "model", "hw", "engine", "shape", "engine args", "load", "in/out", "status", "out tok/s",
             "total tok/s", "TTFT p50 ms", "TPOT p50 ms", "ITL p99 ms"]
     print("\n" + table(head, rows), file=out)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)

@@ -98,6 +98,16 @@ class WorkloadSpec(Strict):
         default=20.0, gt=0, description="p90 schedule lag above this flags the trial client_bound.")
 
 
+class EndpointSpec(Strict):
+    """An OpenAI-compatible server the runner does not own (``api: endpoint``)."""
+
+    base_url: str = Field(pattern=r"^https?://[^\s/]+", description="Server root, e.g. http://10.0.0.5:8000.")
+    model: str | None = Field(default=None, min_length=1,
+                              description="Served model name (default: the model's id).")
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             description="Environment variable holding the bearer token, if any.")
+
+
 class TimeoutSpec(Strict):
     placement_s: float = Field(default=600, gt=0)
     engine_start_s: float = Field(default=900, gt=0)
@@ -117,6 +127,10 @@ class SweepSpec(Strict):
     experiment: str | None = Field(default=None, description="MLflow experiment (default: name).")
     description: str = ""
     engine: Axis[str] = Field(default=["vllm"])
+    api: Axis[Literal["engine", "openai", "endpoint"]] = Field(
+        default=["engine"], description="engine: in-process API; openai: the engine's own HTTP server in the "
+                                        "engine actor, driven by a client actor; endpoint: a running server.")
+    endpoint: EndpointSpec | None = Field(default=None, description="The server for api: endpoint.")
     models: list[ModelSpec] = Field(min_length=1)
     hardware: Axis[str] = Field(description="Hardware types from configs/hardware.yaml.")
     shape: ShapeSpec = Field(default_factory=ShapeSpec)
@@ -136,7 +150,7 @@ class SweepSpec(Strict):
 
 
 #: Flat names that ``exclude`` rules and trial params use for each axis.
-AXES = ("engine", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency",
+AXES = ("engine", "api", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency",
         "request_rate", "profile", "lane")
 
 
@@ -202,6 +216,7 @@ def _check(file: str, spec: SweepSpec) -> None:
         _check_engine_args(file, "engine_args", spec.engine_args, eng)
         for i, m in enumerate(spec.models):
             _check_engine_args(file, f"models[{i}].engine_args", m.engine_args, eng)
+    _check_api(file, spec)
     lanes = catalog.lanes()
     for eng, lane in spec.lanes.items():
         if eng not in engines:
@@ -225,6 +240,30 @@ def _check(file: str, spec: SweepSpec) -> None:
             if key not in allowed and not key.startswith("engine_args."):
                 raise SweepSpecError(file, f"exclude[{i}].{key}", key,
                                      ", ".join(AXES) + ", engine_args.<name>")
+
+
+#: Engines whose own OpenAI-compatible server the engine actor can serve in-process (``api: openai``).
+OPENAI_ENGINES = ("vllm",)
+
+
+def _check_api(file: str, spec: SweepSpec) -> None:
+    if "endpoint" in spec.api and spec.endpoint is None:
+        raise SweepSpecError(file, "endpoint", None, "an endpoint block (base_url, model) for api: endpoint",
+                             "add `endpoint: {base_url: http://HOST:PORT}` or drop endpoint from api")
+    if spec.endpoint is not None and "endpoint" not in spec.api:
+        raise SweepSpecError(file, "api", spec.api, "a list holding endpoint when an endpoint block is given")
+    if spec.api == ["endpoint"]:
+        for i, m in enumerate(spec.models):
+            if spec.engine_args or m.engine_args:
+                where = "engine_args" if spec.engine_args else f"models[{i}].engine_args"
+                raise SweepSpecError(file, where, "engine arguments",
+                                     "none with api: endpoint (the server is already running with its own)")
+    if "openai" in spec.api:
+        for i, eng in enumerate(spec.engine):
+            if eng not in OPENAI_ENGINES:
+                raise SweepSpecError(file, f"engine[{i}]", eng,
+                                     f"one of {', '.join(OPENAI_ENGINES)} with api: openai (for {eng}, start its "
+                                     "server yourself and use api: endpoint)")
 
 
 def _check_workload(file: str, w: WorkloadSpec) -> None:

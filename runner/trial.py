@@ -66,6 +66,8 @@ class ServingConfig(Record):
     ep: bool = False
     engine_args: dict[str, Any] = Field(default_factory=dict)
     lane: str = "default"
+    api: str = "engine"
+    endpoint: dict[str, Any] | None = None
 
     @computed_field
     @property
@@ -75,12 +77,17 @@ class ServingConfig(Record):
     def identity(self) -> dict[str, Any]:
         """The fields that define the measurement (not the machine-specific model path).
 
-        The lane counts (another engine build is another measurement), except the default
-        lane, which is left out so ids from before lanes existed stay valid.
+        The lane and the API mode count (another engine build, or the HTTP stack in the path, is
+        another measurement), except at their defaults (lane ``default``, api ``engine``, no
+        endpoint), which are left out so ids from before they existed stay valid. An endpoint
+        counts by URL and served model name only (not the variable holding its key).
         """
         d = self.model_dump(exclude={"serving_config_id", "model_path"})
-        if d["lane"] == "default":
-            del d["lane"]
+        for key, neutral in (("lane", "default"), ("api", "engine"), ("endpoint", None)):
+            if d[key] == neutral:
+                del d[key]
+        if d.get("endpoint"):
+            d["endpoint"] = {k: d["endpoint"].get(k) for k in ("base_url", "model")}
         return d
 
     @property
@@ -99,7 +106,8 @@ class ServingConfig(Record):
         args = " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(self.engine_args.items()))
         shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"
         lane = "" if self.lane == "default" else f" [{self.lane}]"
-        return f"{self.engine}{lane} {self.model} {self.hardware} {shape} {args}".strip()
+        api = "" if self.api == "engine" else f" via {self.api}"
+        return f"{self.engine}{lane}{api} {self.model} {self.hardware} {shape} {args}".strip()
 
 
 class LoadPoint(Record):
@@ -155,7 +163,9 @@ class Trial(Record):
 
     def params(self) -> dict[str, Any]:
         """Every resolved parameter, flattened (``engine_args.x``), for MLflow and ``plan``."""
-        s = self.serving.model_dump(exclude={"serving_config_id", "engine_args"})
+        s = self.serving.model_dump(exclude={"serving_config_id", "engine_args", "endpoint"})
+        if self.serving.endpoint:
+            s.update({f"endpoint.{k}": v for k, v in sorted(self.serving.endpoint.items()) if v is not None})
         s.update({f"engine_args.{k}": v for k, v in sorted(self.serving.engine_args.items())})
         load = self.load.model_dump()
         load["request_rate"] = "inf" if load["request_rate"] is None else load["request_rate"]

@@ -48,6 +48,8 @@ class VllmEngine:
     def __init__(self) -> None:
         self._llm: Any = None
         self._stats: dict[str, float] = {}
+        self._server: Any = None
+        self._server_task: Any = None
 
     async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -61,6 +63,50 @@ class VllmEngine:
             kwargs.setdefault("distributed_executor_backend", "ray" if multi_node else "mp")
         self._llm = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**kwargs), stat_loggers=[_stat_logger_factory(self._stats)])
+
+    async def serve_openai(self, config: ServingConfig, host: str) -> str:
+        """Serve vLLM's own OpenAI-compatible API for this engine, in this process; return its URL.
+
+        The app is vLLM's (``build_app`` + ``init_app_state``, the functions ``vllm serve`` runs)
+        over this very ``AsyncLLM``, under uvicorn on the caller's event loop, on a free port of
+        ``host``. Its arguments are ``vllm serve``'s defaults with the model path, and the
+        served model name is the sweep's model id unless ``served_model_name`` is an engine
+        argument. Access logs are off, as ``vllm serve --disable-uvicorn-access-log``.
+        """
+        import asyncio
+        import socket
+
+        import uvicorn
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.entrypoints.launchers.app import build_app
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+        args = make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", config.model_path])
+        name = config.engine_args.get("served_model_name") or config.model
+        args.served_model_name = [name] if isinstance(name, str) else list(name)
+        args.disable_uvicorn_access_log = True
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        sock.listen(4096)
+        sock.set_inheritable(True)
+        port = sock.getsockname()[1]
+        tasks = await self._llm.get_supported_tasks()
+        app = build_app(args, tasks, self._llm.model_config)
+        await init_app_state(self._llm, app.state, args, tasks)
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=5)
+        self._server = uvicorn.Server(cfg)  # not the main thread: uvicorn installs no signal handlers
+        self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        for _ in range(200):
+            if self._server.started or self._server_task.done():
+                break
+            await asyncio.sleep(0.05)
+        if not self._server.started:
+            if self._server_task.done() and self._server_task.exception():
+                raise RuntimeError(f"vLLM OpenAI server failed: {self._server_task.exception()!r}")
+            raise RuntimeError("vLLM OpenAI server did not start within 10 s")
+        return f"http://{host}:{port}"
 
     async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
                        temperature: float, request_id: str) -> AsyncIterator[Delta]:
@@ -101,6 +147,14 @@ class VllmEngine:
                 "transformers": transformers.__version__}
 
     async def stop(self) -> None:
+        if self._server is not None:
+            import asyncio
+            import contextlib
+
+            self._server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._server_task, 10)
+            self._server = self._server_task = None
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
