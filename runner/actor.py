@@ -27,10 +27,15 @@ SANITY_INPUT, SANITY_OUTPUT = 16, 8
 class EngineActor:
     """Created as a Ray async actor by ``runner.scheduler``; one per engine replica."""
 
-    def __init__(self, config: dict[str, Any], replica: int = 0, multi_node: bool = False):
+    def __init__(self, config: dict[str, Any], replica: int = 0, multi_node: bool = False,
+                 serve_host: str | None = None):
         self.config = ServingConfig.model_validate(config)
         self.replica, self.multi_node = replica, multi_node
+        self.serve_host = serve_host  # api openai: where this engine's HTTP server listens
         self.engine = None
+
+    def _engine(self) -> Any:
+        return load_engine(self.config.engine)
 
     def where(self) -> dict[str, Any]:
         """Where this replica runs and which devices it holds."""
@@ -45,7 +50,7 @@ class EngineActor:
         """Start the engine and send the sanity request; return timing, versions, placement."""
         t0 = time.perf_counter()
         try:
-            self.engine = load_engine(self.config.engine)
+            self.engine = self._engine()
             await self.engine.start(self.config, multi_node=self.multi_node)
         except Exception as e:
             return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
@@ -58,10 +63,23 @@ class EngineActor:
         got = recs[0].output_tokens
         info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
                 **self.where()}
+        launchers = getattr(self.engine, "launchers", None)
+        if launchers:  # an engine spanning nodes with one launcher per node (SGLang): where each one runs
+            info["launchers"] = launchers
         if not recs[0].ok or got != SANITY_OUTPUT:
             return {"ok": False, "reason": "sanity_check_failed", **info,
                     "error": f"sanity request asked for {SANITY_OUTPUT} tokens, got {got} "
                              f"({recs[0].error or recs[0].finish_reason})"}
+        if self.serve_host is not None:  # api openai: the engine's own HTTP server, in this process
+            serve = getattr(self.engine, "serve_openai", None)
+            if serve is None:
+                return {"ok": False, "reason": "engine_start_error.bad_argument", **info,
+                        "error": f"engine {self.config.engine} cannot serve its OpenAI API in-process (api: openai)"}
+            try:
+                info["url"] = await serve(self.config, self.serve_host)
+            except Exception as e:
+                return {"ok": False, "reason": "engine_start_error", **info, "error": _short(e),
+                        "log_tail": log_tail(80) + "\n\n" + _tail(traceback.format_exc())}
         return {"ok": True, **info}
 
     async def run(self, load: dict[str, Any], request_timeout_s: float, replicas: int = 1) -> dict[str, Any]:
@@ -111,6 +129,26 @@ class EngineActor:
 
     def log_tail(self, lines: int = 60) -> str:
         return log_tail(lines)
+
+
+class ClientActor(EngineActor):
+    """Drives the load over HTTP (``runner.engines.openai_http``) against an OpenAI-compatible
+    server: the engine actor's own (api ``openai``) or one the runner does not own (``endpoint``).
+
+    Same ``start`` (a sanity request, now through the server) and ``run`` as the engine actor,
+    so records are identical in form; it holds only its CPU bundle and imports no engine.
+    """
+
+    def __init__(self, config: dict[str, Any], replica: int, url: str):
+        super().__init__(config, replica)
+        self.url = url
+
+    def _engine(self) -> Any:
+        from runner.apimode import served_name
+        from runner.engines.openai_http import OpenAIHttpEngine
+
+        env = (self.config.endpoint or {}).get("api_key_env", "OPENAI_API_KEY")
+        return OpenAIHttpEngine(base_url=self.url, model=served_name(self.config), api_key_env=env)
 
 
 def classify_start_error(e: BaseException) -> str:
