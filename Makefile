@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client clean
+.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client bench-api clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -65,7 +65,7 @@ lint: venv
 mlflow-ui: venv
 	$(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: bench-scheduler
+bench: bench-scheduler bench-client bench-api
 
 bench-scheduler: venv
 	$(PY) benchmarks/bench_scheduler.py
@@ -73,6 +73,10 @@ bench-scheduler: venv
 # Our streaming client vs `vllm bench serve` against an instant local server, one core each.
 bench-client: venv model
 	$(PY) benchmarks/bench_client.py
+
+# The in-process engine API against vLLM's own HTTP stack (api: engine vs api: openai), same run.
+bench-api: venv model
+	$(PY) benchmarks/bench_api.py
 
 clean:
 	rm -rf .venv spool mlflow.db models .pytest_cache

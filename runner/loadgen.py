@@ -36,6 +36,8 @@ from runner.metrics import RequestRecord
 #: request-timeout path is exercised with a real stalled consumer. Never set in production.
 STALL_ENV = "RUNNER_TEST_STALL_AFTER_CHUNKS"
 
+_timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11
+
 
 class EngineDied(RuntimeError):
     """The engine reported itself dead while serving."""
@@ -54,30 +56,57 @@ class LoadRun:
 
 async def _one(engine: Engine, index: int, prompt: list[int], max_tokens: int, *, ignore_eos: bool,
                temperature: float, intended: float, timeout_s: float, tag: str, stall_after: int = 0) -> RequestRecord:
+    """One request, its chunks timed as they arrive.
+
+    The inactivity timeout is a lazy watchdog, not a timeout per chunk: a chunk only stores its
+    arrival time; one timer per request re-arms itself from the last arrival (at most once per
+    ``timeout_s``) and, once no chunk came for ``timeout_s``, cancels this task, which is then
+    recorded as ``request_timeout``. No task, future or timer is created per chunk.
+    """
     rec = RequestRecord(index=index, prompt_tokens=len(prompt), intended=intended, st=0.0, max_tokens=max_tokens)
     rid = f"{tag}-{index}"
-    rec.st = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    cancelling = task.cancelling() if hasattr(task, "cancelling") else 0  # Python >= 3.11
+    clock = time.perf_counter
+    times, tokens = rec.chunk_times, rec.chunk_tokens
+    expired = False
+
+    def watchdog() -> None:
+        nonlocal timer, expired
+        idle = clock() - last
+        if idle < timeout_s:
+            timer = loop.call_later(timeout_s - idle, watchdog)
+        else:
+            expired = True
+            task.cancel()
+
+    rec.st = last = clock()
     stream = engine.generate(prompt, max_tokens, ignore_eos=ignore_eos, temperature=temperature,
                              request_id=rid)
+    timer = loop.call_later(timeout_s, watchdog)
     try:
-        while True:
-            if stall_after and len(rec.chunk_times) >= stall_after:
-                await asyncio.sleep(timeout_s + 1)  # a consumer that stopped reading
-                raise asyncio.TimeoutError
-            try:
-                d = await asyncio.wait_for(stream.__anext__(), timeout_s)
-            except StopAsyncIteration:
-                break
-            now = time.perf_counter()
-            if d.prompt_tokens:
-                rec.prompt_tokens = d.prompt_tokens
-            if d.new_tokens > 0:
-                rec.chunk_times.append(now)
-                rec.chunk_tokens.append(d.new_tokens)
-            if d.finished:
-                rec.finish_reason = d.finish_reason or ""
-                break
-        rec.ok = bool(rec.chunk_times)
+        try:
+            async for d in stream:
+                last = now = clock()
+                if d.prompt_tokens:
+                    rec.prompt_tokens = d.prompt_tokens
+                if d.new_tokens > 0:
+                    times.append(now)
+                    tokens.append(d.new_tokens)
+                if d.finished:
+                    rec.finish_reason = d.finish_reason or ""
+                    break
+                if stall_after and len(times) >= stall_after:
+                    await asyncio.sleep(timeout_s + 1)  # a consumer that stopped reading
+                    raise asyncio.TimeoutError
+        except asyncio.CancelledError:
+            if not expired or _cancelled_elsewhere(task, cancelling):
+                raise
+            raise asyncio.TimeoutError from None
+        finally:
+            timer.cancel()
+        rec.ok = bool(times)
         if not rec.ok:
             rec.error = "no output tokens"
     except asyncio.TimeoutError:
@@ -92,9 +121,21 @@ async def _one(engine: Engine, index: int, prompt: list[int], max_tokens: int, *
     return rec
 
 
+def _cancelled_elsewhere(task: asyncio.Task, cancelling: int) -> bool:
+    """After our watchdog's cancel: whether someone else cancelled the task too (Python >= 3.11
+    counts cancel requests; on 3.10 the watchdog's is taken as the only one)."""
+    uncancel = getattr(task, "uncancel", None)
+    return uncancel is not None and uncancel() > cancelling
+
+
 async def _quietly(coro: Any) -> None:
+    """Await ``coro`` for at most 5 s, swallowing its errors (in this task: no task per call)."""
     try:
-        await asyncio.wait_for(coro, 5)
+        if _timeout is None:  # Python 3.10
+            await asyncio.wait_for(coro, 5)
+        else:
+            async with _timeout(5):
+                await coro
     except Exception:
         pass
 
