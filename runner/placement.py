@@ -6,6 +6,12 @@ One engine replica = one placement group. For a replica of ``n = TP × PP`` devi
 - GPU hardware, ``n`` larger than any node → ``n`` bundles of ``{"GPU": 1}`` (the first also
   ``"CPU": 1``), PACK across nodes: the layout vLLM's Ray executor reuses from the caller's
   group. The actor holds no GPU; its child tasks (the engine's workers) are captured.
+- the same for engine ``sglang`` → one bundle ``{"GPU": g, "CPU": 1}`` per node, STRICT_SPREAD,
+  over the fewest nodes ``n`` SGLang can split TP × PP across with ``g = TP × PP / n`` GPUs on
+  each (``sglang_nodes.split_nodes``; the cluster must have ``n`` nodes of the type with at
+  least ``g`` GPUs): SGLang runs one launcher per node, which must see all of that node's GPUs
+  of the replica. The engine actor holds bundle 0's ``g`` GPUs (node rank 0) and starts one
+  follower per other bundle. ``Request.reason`` says why a request can never be placed.
 - CPU hardware → one bundle ``{"CPU": cpus_per_device × n}``, STRICT_PACK.
 The GPU type is a node label (``label_key``, default ``ray.io/accelerator-type``) or the
 resource ``accelerator_type:<label>``. Invariants: ``check`` decides from node *totals* alone
@@ -36,6 +42,7 @@ class Request:
     label_key: str = LABEL_KEY
     actor_resources: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None  # set when the shape can never be placed whatever the cluster
 
     @property
     def devices(self) -> int:
@@ -72,19 +79,53 @@ def request_for(config: ServingConfig, nodes: list[dict[str, Any]], label_key: s
     if n <= max(most, 1):
         return Request(config.hardware, "gpu", [{"GPU": float(n), "CPU": 1.0}], "STRICT_PACK", label, label_key,
                        {"num_gpus": float(n), "num_cpus": 1.0}, env)
+    if config.engine == "sglang":
+        sizes = [float((t.get("Resources") or {}).get("GPU", 0)) for t in typed_nodes(nodes, label, label_key)]
+        return _sglang_across_nodes(config, label, label_key, sizes, env)
     bundles = [{"GPU": 1.0, "CPU": 1.0}] + [{"GPU": 1.0} for _ in range(n - 1)]
     return Request(config.hardware, "gpu", bundles, "PACK", label, label_key, {"num_cpus": 1.0}, env)
 
 
+def _sglang_across_nodes(config: ServingConfig, label: str, label_key: str, node_gpus: list[float],
+                         env: dict[str, str]) -> Request:
+    """One bundle per node holding that node's GPUs of the replica (SGLang: one launcher per node).
+
+    ``node_gpus``: GPU totals of the alive nodes of the type. The split is the fewest nodes
+    these nodes can hold; if none, the fewest nodes of the largest size, which ``check`` then
+    reports as too few nodes (a larger cluster of the same nodes could run it).
+    """
+    from runner.engines import sglang_nodes
+
+    n = config.gpus_per_replica
+    most = max(node_gpus, default=0.0)
+    nnodes = sglang_nodes.split_nodes(config.tp, config.pp, node_gpus) or \
+        sglang_nodes.split_nodes(config.tp, config.pp, [most] * n)
+    if nnodes is None:  # no node of the type holds even one GPU
+        return Request(config.hardware, "gpu", [{"GPU": float(n), "CPU": 1.0}], "STRICT_SPREAD", label, label_key,
+                       {"num_cpus": 1.0}, env,
+                       reason=f"sglang needs nodes with at least 1 {config.hardware} GPU for TP={config.tp} x "
+                              f"PP={config.pp} (one launcher per node), but the largest has {most:g}")
+    g = float(n // nnodes)
+    return Request(config.hardware, "gpu", [{"GPU": g, "CPU": 1.0} for _ in range(nnodes)], "STRICT_SPREAD",
+                   label, label_key, {"num_gpus": g, "num_cpus": 1.0}, env)
+
+
 def pack(reqs: list[Request], capacity: dict[str, dict[str, float]]) -> bool:
-    """First-fit decreasing of every bundle onto node capacities (mutated); STRICT_PACK groups whole."""
+    """First-fit decreasing of every bundle onto node capacities (mutated); STRICT_PACK groups
+    whole, STRICT_SPREAD bundles each on a node of their own."""
     for req in sorted(reqs, key=lambda r: -sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles)):
+        if req.reason:
+            return False
         nodes = list(capacity)
         if req.spans_nodes:
+            used: set[str] = set()
             for b in req.bundles:
-                spot = next((k for k in nodes if all(capacity[k].get(r, 0) >= v for r, v in b.items())), None)
+                spot = next((k for k in nodes if k not in used
+                             and all(capacity[k].get(r, 0) >= v for r, v in b.items())), None)
                 if spot is None:
                     return False
+                if req.strategy == "STRICT_SPREAD":
+                    used.add(spot)
                 for r, v in b.items():
                     capacity[spot][r] -= v
         else:
@@ -105,6 +146,8 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
     if not typed:
         return (f"no alive node has {req.label_key}={req.label} (or resource accelerator_type:{req.label}); "
                 f"nodes: {_describe(alive)}")
+    if req.reason:
+        return req.reason
     kind = "GPU" if req.kind == "gpu" else "CPU"
     cap = {n["NodeID"]: dict(n.get("Resources") or {}) for n in typed}
     if pack(reqs, cap):
@@ -112,7 +155,11 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
     per = max(sum(b.get(kind, 0) for b in r.bundles) for r in reqs)
     total = sum((n.get("Resources") or {}).get(kind, 0) for n in typed)
     most = max((n.get("Resources") or {}).get(kind, 0) for n in typed)
-    where = "on one node" if not req.spans_nodes else "across nodes"
+    if req.strategy == "STRICT_SPREAD":
+        where = (f"as {len(req.bundles)} bundles of {req.bundles[0].get(kind, 0):g} {kind} on {len(req.bundles)} "
+                 "separate nodes (SGLang: one launcher per node, equal GPUs on each)")
+    else:
+        where = "on one node" if not req.spans_nodes else "across nodes"
     return (f"needs {len(reqs)} replica(s) × {per:g} {kind} of {req.hardware} {where}; the cluster has "
             f"{len(typed)} such node(s), {total:g} {kind} in all, at most {most:g} per node")
 
@@ -142,10 +189,13 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]]) -> Any:
     """Create the placement group (pending until the cluster has room).
 
     The GPU type is enforced by a bundle label selector when the matching nodes carry the
-    label, else by a sliver of the ``accelerator_type:<label>`` resource.
+    label, else by a sliver of the ``accelerator_type:<label>`` resource. The strategy is the
+    request's own (STRICT_SPREAD for SGLang across nodes: one bundle per node).
     """
     from ray.util.placement_group import placement_group
 
+    if req.reason:
+        raise ValueError(f"cannot place {req.hardware}: {req.reason}")
     bundles = [dict(b) for b in req.bundles]
     kwargs: dict[str, Any] = {"strategy": req.strategy, "name": name}
     if req.label is not None:

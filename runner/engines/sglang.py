@@ -19,6 +19,9 @@ Invariants:
 - ``stats`` never calls the engine: a background task started with the engine reads the
   scheduler's load snapshot (``TokenizerManager.get_loads``, a shared-memory read published
   on every scheduler batch) every ``POLL_S`` seconds, and ``stats`` returns the latest one.
+
+Across nodes (a replica whose placement group spans nodes): this engine is SGLang's node
+rank 0 and starts one follower launcher per other node (``runner.engines.sglang_nodes``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runner.engines.base import Delta, engine_kwargs
+from runner.engines.sglang_nodes import NodeGroup, kill_own_children, placed, resolved
 from runner.trial import ServingConfig
 
 #: Seconds between two reads of SGLang's load snapshot.
@@ -65,23 +69,53 @@ class SglangEngine:
         self._rids: dict[str, str] = {}  # our request id → SGLang rid, while in flight
         self._stats: dict[str, float] = {}
         self._poller: asyncio.Task | None = None
+        self.nodes: NodeGroup | None = None  # the other nodes' launchers, when the replica spans nodes
+        self.launchers: list[dict[str, Any]] = []  # across nodes: where each node's launcher runs, SGLang's args
 
     async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
-        """Start SGLang for one replica, on one node.
+        """Start SGLang for one replica: in this process on one node, or across nodes.
 
         Shape: ``tp_size``/``pp_size`` from the sweep; ``ep`` on means ``ep_size = tp_size``
         (SGLang's expert parallelism lives inside the TP group, and tp_size is the usual and
         largest valid choice), off means 1. ``dp`` is not passed: the runner makes DP out of
         independent replicas. ``device`` defaults to "cpu" only under SGLANG_USE_CPU_ENGINE=1
         (SGLang's CPU lane); otherwise SGLang picks its own. ``random_seed`` defaults to 0.
-        A replica spanning nodes is refused: SGLang needs one launcher per node (``nnodes``,
-        ``node_rank``, ``dist_init_addr``), which one in-process engine cannot be.
+
+        ``multi_node``: the replica's placement group has one bundle per node and this actor
+        sits on one of them. This engine becomes node rank 0 after starting one follower per
+        other bundle (``sglang_nodes.NodeGroup``); ``nnodes``, ``node_rank`` and
+        ``dist_init_addr`` are set there (reserved in configs/engines.yaml). On success
+        ``launchers`` lists every node's launcher in rank order; on failure nothing is left.
         """
-        if multi_node:
-            raise NotImplementedError("sglang: a replica spanning nodes needs one SGLang launcher per node "
-                                      "(nnodes/node_rank/dist_init_addr); this runner starts SGLang on one node only")
         import sglang
 
+        kwargs = self._kwargs(config)
+        try:
+            if multi_node:
+                self.nodes = NodeGroup()
+                kwargs = self.nodes.launch(config.tp, config.pp, kwargs)
+            try:
+                self._engine = sglang.Engine(**kwargs)  # across nodes: returns once every node has joined
+            except Exception as e:
+                failure = self.nodes.failure if self.nodes is not None else None
+                if failure is not None:  # rank 0's schedulers were killed because a follower failed
+                    raise RuntimeError(f"sglang multi-node: a follower failed: {failure}") from e
+                raise
+            if self.nodes is not None:
+                rank0 = {**placed(), **resolved(self._engine), "child_pids": list(self._engine.get_all_child_pids())}
+                self.launchers = [rank0, *await self.nodes.ready()]
+        except BaseException:
+            if self._engine is not None:
+                engine, self._engine = self._engine, None
+                with contextlib.suppress(Exception):
+                    engine.shutdown()
+            if self.nodes is not None:  # rank 0's schedulers may still wait in the rendezvous
+                kill_own_children(wait_s=10)
+            await self._stop_nodes(graceful=False)
+            raise
+        self._poller = asyncio.create_task(self._poll())
+
+    def _kwargs(self, config: ServingConfig) -> dict[str, Any]:
         kwargs = engine_kwargs(config, {
             "model_path": config.model_path, "tp_size": config.tp, "pp_size": config.pp,
             "ep_size": config.tp if config.ep else 1})
@@ -89,8 +123,12 @@ class SglangEngine:
             kwargs.setdefault("device", "cpu")
         kwargs.setdefault("random_seed", 0)
         kwargs.setdefault("log_level", "warning")  # SGLang's Engine default ("error") hides start-up causes
-        self._engine = sglang.Engine(**kwargs)
-        self._poller = asyncio.create_task(self._poll())
+        return kwargs
+
+    async def _stop_nodes(self, graceful: bool = True) -> None:
+        nodes, self.nodes = self.nodes, None
+        if nodes is not None:
+            await nodes.stop(graceful)
 
     async def _poll(self) -> None:
         tm = self._engine.tokenizer_manager
@@ -163,14 +201,17 @@ class SglangEngine:
             with contextlib.suppress(BaseException):
                 await self._poller
             self._poller = None
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            reader = getattr(engine.tokenizer_manager, "load_snapshot_reader", None)
-            engine.shutdown()
-            path = str(getattr(reader, "path", ""))
-            if path.startswith("/dev/shm/sglang_loads_"):  # SGLang never removes its load-snapshot file
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        try:
+            if self._engine is not None:
+                engine, self._engine = self._engine, None
+                reader = getattr(engine.tokenizer_manager, "load_snapshot_reader", None)
+                engine.shutdown()
+                path = str(getattr(reader, "path", ""))
+                if path.startswith("/dev/shm/sglang_loads_"):  # SGLang never removes its load-snapshot file
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+        finally:  # rank 0 first: see sglang_nodes (teardown)
+            await self._stop_nodes()
 
 
 def argument_names() -> list[str]:
