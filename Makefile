@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client bench-api clean
+.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client bench-api crosscheck clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -73,6 +73,10 @@ bench-scheduler: venv
 # Our streaming client vs `vllm bench serve` against an instant local server, one core each.
 bench-client: venv model
 	$(PY) benchmarks/bench_client.py
+
+# Our openai-mode client against `vllm bench serve` on one real vLLM server (opt-in: noisy on 2 cores).
+crosscheck: venv model
+	RUNNER_CROSSCHECK=1 $(PY) -m pytest -q -s tests/integration/test_crosscheck_vllm.py
 
 # The in-process engine API against vLLM's own HTTP stack (api: engine vs api: openai), same run.
 bench-api: venv model

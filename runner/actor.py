@@ -105,6 +105,11 @@ class EngineActor:
         out_lens = data.output_lens[:w] + data.output_lens[w:][i::n]
         share = None if lp.concurrency is None else lp.concurrency // n + (1 if i < lp.concurrency % n else 0)
         rate = None if lp.request_rate is None else lp.request_rate / n
+        if lp.prompt_format == "text":  # HTTP clients only (spec-checked); converted off the clock
+            try:
+                self.engine.prepare_text(prompts)
+            except (ValueError, OSError) as e:
+                return {"ok": False, "reason": "invalid_result", "error": f"text prompts: {e}"}
         offset = time.time() - time.perf_counter()
         if len(prompts) == w or share == 0:
             return {"ok": True, "replica": i, "duration_s": 0.0, "records": [], "warmup_count": 0,

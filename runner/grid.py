@@ -69,6 +69,7 @@ def _load_points(spec: SweepSpec) -> Iterable[LoadPoint]:
     if dataset and d.kind == "file":
         dataset["path"] = d.path  # as written; the actor resolves it
     common = {"warmup": w.warmup, "ignore_eos": w.ignore_eos, "seed": w.seed, "burstiness": w.burstiness,
+              "prompt_format": w.prompt_format,
               "dataset": dataset}
     if w.input_len is not None:
         for il, ol, c, r in itertools.product(w.input_len, w.output_len, w.concurrency or [None], rates(w)):

@@ -89,6 +89,9 @@ class WorkloadSpec(Strict):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     warmup: int = Field(default=2, ge=0, description="Unmeasured requests before each load point.")
     ignore_eos: bool = True
+    prompt_format: Literal["ids", "text"] = Field(
+        default="ids", description="ids: token ids, exact lengths; text: decoded text the server tokenizes, as "
+                                   "vllm bench serve sends (api openai/endpoint only).")
     seed: int = Field(default=0, ge=0)
     temperature: float = Field(default=0.0, ge=0)
     percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(default=[50, 90, 99])
@@ -258,6 +261,9 @@ def _check_api(file: str, spec: SweepSpec) -> None:
                 where = "engine_args" if spec.engine_args else f"models[{i}].engine_args"
                 raise SweepSpecError(file, where, "engine arguments",
                                      "none with api: endpoint (the server is already running with its own)")
+    if spec.workload.prompt_format == "text" and "engine" in spec.api:
+        raise SweepSpecError(file, "workload.prompt_format", "text",
+                             "ids with api: engine (text prompts need an HTTP server: api openai or endpoint)")
     if "openai" in spec.api:
         for i, eng in enumerate(spec.engine):
             if eng not in OPENAI_ENGINES:

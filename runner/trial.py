@@ -130,6 +130,7 @@ class LoadPoint(Record):
     burstiness: float = 1.0
     dataset: dict[str, Any] | None = None
     profile: str | None = None
+    prompt_format: str = "ids"
 
     def sort_key(self) -> tuple:
         """Ascending load: lighter requests, then lower rate, then lower concurrency first."""
@@ -146,7 +147,8 @@ class LoadPoint(Record):
         """Fields that define the measurement; new fields at their neutral value are left out,
         so ids of closed-loop random-token trials are unchanged since they were introduced."""
         d = self.model_dump()
-        for key, neutral in (("request_rate", None), ("burstiness", 1.0), ("dataset", None), ("profile", None)):
+        for key, neutral in (("request_rate", None), ("burstiness", 1.0), ("dataset", None), ("profile", None),
+                               ("prompt_format", "ids")):
             if d[key] == neutral:
                 del d[key]
         return d

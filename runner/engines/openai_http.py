@@ -37,8 +37,13 @@ and the model (or ``config.model_path``) is a local directory holding ``tokenize
 tiny test model), they are read from that file (``tokenizer_vocab``). ``encode`` uses that local
 tokenizer too.
 
-Prompts go as token ids, never as text: the lengths are exact and the server does not
-tokenize (``vllm bench serve`` sends text, so its TTFT includes the server's tokenization).
+Prompts go as token ids (exact lengths; the server does not tokenize) unless the load point
+asks for ``prompt_format: text``: then ``prepare_text`` (called by the actor before the load
+point, off the clock) decodes each prompt with the local tokenizer and re-encodes it, trimming
+or topping up until the re-encoding has the prompt's length (at most 10 tries, as ``vllm bench
+serve``'s random dataset does; the last try is kept, so a few prompts may be a token off), and
+``generate`` sends that text: the server tokenizes it, inside the measured TTFT, as in the
+published HTTP benchmarks. The realised input length is the server's ``usage.prompt_tokens``.
 
 Stats: if ``GET /metrics`` answers, a background task scrapes the Prometheus text every
 ``poll_s`` for vLLM's KV-cache usage and running/waiting requests (the same keys as
@@ -84,6 +89,20 @@ def tokenizer_vocab(model_dir: str | Path) -> tuple[int, list[int]] | None:
     added = tok.get("added_tokens") or []
     size = max([len(vocab) - 1, *ids, *(a["id"] for a in added)]) + 1
     return size, sorted(a["id"] for a in added if a.get("special"))
+
+
+def same_length_text(tok: Any, ids: list[int], tries: int = 10) -> tuple[str, bool]:
+    """(text, exact): text that ``tok`` (a ``tokenizers.Tokenizer``) encodes to ``len(ids)``
+    tokens if one was found within ``tries`` decode/re-encode rounds (re-encoded ids trimmed, or
+    topped up from ``ids``), else the last try's text, with ``exact`` False."""
+    target, cur, text = len(ids), list(ids), ""
+    for _ in range(tries):
+        text = tok.decode(cur, skip_special_tokens=False)
+        again = tok.encode(text, add_special_tokens=False).ids
+        if len(again) == target:
+            return text, True
+        cur = again[:target] if len(again) > target else again + ids[:target - len(again)]
+    return text, False
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -166,6 +185,7 @@ class OpenAIHttpEngine:
         self._poller: asyncio.Task | None = None
         self._server_version = ""
         self._tokenizer: Any = None
+        self._texts: dict[tuple[int, ...], str] = {}  # token ids → the JSON string sent instead (text prompts)
 
     async def start(self, config: Any = None, *, multi_node: bool = False) -> None:
         import aiohttp
@@ -228,9 +248,25 @@ class OpenAIHttpEngine:
             if (text := await self._get("/metrics")) is not None:
                 self._stats = parse_metrics(text)
 
+    def prepare_text(self, prompts: list[list[int]]) -> int:
+        """Send ``prompts`` as text from now on (see the module docstring); returns how many
+        re-encode to exactly their length. Needs the local tokenizer."""
+        self.encode("")  # loads the tokenizer, or raises naming what is missing
+        exact, self._texts = 0, {}
+        for ids in prompts:
+            key = tuple(ids)
+            if key not in self._texts:
+                text, ok = same_length_text(self._tokenizer, list(ids))
+                self._texts[key] = json.dumps(text)
+                exact += ok
+        return exact
+
     async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
                        temperature: float, request_id: str) -> AsyncIterator[Delta]:
-        body = (f'{{"model":{self._model_json},"prompt":[{",".join(map(str, prompt_ids))}],'
+        prompt = self._texts.get(tuple(prompt_ids)) if self._texts else None
+        if prompt is None:
+            prompt = f'[{",".join(map(str, prompt_ids))}]'
+        body = (f'{{"model":{self._model_json},"prompt":{prompt},'
                 f'"max_tokens":{int(max_tokens)},"temperature":{float(temperature)!r},'
                 f'"ignore_eos":{"true" if ignore_eos else "false"},"stream":true,'
                 f'"stream_options":{{"include_usage":true,"continuous_usage_stats":true}}}}').encode()

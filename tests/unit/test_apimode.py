@@ -102,3 +102,29 @@ def test_served_name_and_report_engine_label():
     assert apimode.served_name(_config("endpoint", endpoint={"base_url": "http://h", "model": "s"})) == "s"
     assert rows.engine({"engine": "vllm", "api": "openai"}) == "vllm via openai"
     assert rows.engine({"engine": "vllm", "api": "engine", "lane": "default"}) == "vllm"
+
+
+def test_text_prompts_are_for_http_modes_and_keep_lengths(sweep_file):
+    from tokenizers import Tokenizer
+
+    from runner import dataset
+    from runner.engines.openai_http import same_length_text
+    from runner.tinymodel import build
+
+    with pytest.raises(SweepSpecError, match=r"workload\.prompt_format"):
+        load(sweep_file(BASE + "  prompt_format: text\n"))
+    text = grid.expand(load(sweep_file(ENDPOINT.replace("  concurrency: [1, 8]\n",
+                                                        "  concurrency: [1, 8]\n  prompt_format: text\n"))))
+    ids = grid.expand(load(sweep_file(ENDPOINT)))
+    assert {t.load.prompt_format for t in text} == {"text"} and text[0].trial_id != ids[0].trial_id
+    assert "prompt_format" not in ids[0].load.identity()  # the neutral value leaves ids unchanged
+    model = build("models/tiny-llama")
+    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
+    prompts = dataset.random_token_prompts(50, 128, tok.get_vocab_size(), [0, 1, 2], seed=0)
+    exact = 0
+    for p in prompts:
+        t, ok = same_length_text(tok, p)
+        n = len(tok.encode(t, add_special_tokens=False).ids)
+        assert (n == 128) == ok and abs(n - 128) <= 3
+        exact += ok
+    assert exact >= 40  # most random prompts survive the round trip at their exact length
