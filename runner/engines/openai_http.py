@@ -67,7 +67,10 @@ from runner.engines.base import Delta
 
 #: Prometheus gauge → our stats key (vLLM's names; summed over engines, KV usage averaged).
 GAUGES = {"vllm:kv_cache_usage_perc": "kv_cache_usage", "vllm:num_requests_running": "num_running_reqs",
-          "vllm:num_requests_waiting": "num_waiting_reqs"}
+          "vllm:num_requests_waiting": "num_waiting_reqs",
+          # counters since the server started, as VllmEngine.stats counts since the engine started
+          "vllm:num_preemptions_total": "preemptions", "vllm:prefix_cache_queries_total": "prefix_cache_queries",
+          "vllm:prefix_cache_hits_total": "prefix_cache_hits"}
 
 _loads = json.loads
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner: json.loads minus its wrappers
@@ -106,14 +109,18 @@ def same_length_text(tok: Any, ids: list[int], tries: int = 10) -> tuple[str, bo
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """The ``GAUGES`` from Prometheus exposition text."""
+    """The ``GAUGES`` from Prometheus exposition text (summed over engines, KV usage averaged),
+    plus ``prefix_cache_hit_rate`` = hits / queries once there were queries."""
     sums: dict[str, list[float]] = {}
     for line in text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in GAUGES:
             with contextlib.suppress(ValueError, IndexError):
                 sums.setdefault(GAUGES[name], []).append(float(line.rsplit(" ", 1)[1]))
-    return {k: (sum(v) / len(v) if k == "kv_cache_usage" else sum(v)) for k, v in sums.items()}
+    out = {k: (sum(v) / len(v) if k == "kv_cache_usage" else sum(v)) for k, v in sums.items()}
+    if out.get("prefix_cache_queries"):
+        out["prefix_cache_hit_rate"] = out.get("prefix_cache_hits", 0.0) / out["prefix_cache_queries"]
+    return out
 
 
 def event_data(event: bytes) -> bytes | None:
