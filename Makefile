@@ -74,7 +74,7 @@ bench-scheduler: venv
 bench-client: venv model
 	$(PY) benchmarks/bench_client.py
 
-# Our openai-mode client against `vllm bench serve` on one real vLLM server (opt-in: noisy on 2 cores).
+# Our HTTP client against `vllm bench serve` on one real vLLM server (opt-in: noisy on 2 cores).
 crosscheck: venv model
 	RUNNER_CROSSCHECK=1 $(PY) -m pytest -q -s tests/integration/test_crosscheck_vllm.py
 
