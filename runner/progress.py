@@ -93,5 +93,7 @@ class Progress:
 
 
 def _clock(s: float) -> str:
-    s = int(max(s, 0))
+    """h:mm:ss or m:ss, to the nearest second (a difference of two monotonic readings can fall
+    a hair short of the whole second it stands for)."""
+    s = round(max(s, 0.0))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

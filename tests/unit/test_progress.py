@@ -31,6 +31,8 @@ def test_status_line_counts_and_eta():
                                   "now: m tp1 | c2, m tp1 | c3")
     q = Progress(1, io.StringIO(), tty=False)
     assert q.status(q.started + 3725) == "[0/1 done · 0 running · 1:02:05 elapsed]"
+    q.started = 6779.11672739872  # (started + 3725) - started == 3724.999999999999 in floating point
+    assert q.status(q.started + 3725) == "[0/1 done · 0 running · 1:02:05 elapsed]"
 
 
 def test_on_a_tty_the_status_line_is_redrawn_under_each_event_and_cleared_at_the_end():
