@@ -10,6 +10,8 @@ that holds the engine is the guaranteed way to free its devices.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -71,6 +73,16 @@ MODULES = {"vllm": "runner.engines.vllm", "sglang": "runner.engines.sglang",
 def load_engine(name: str) -> Engine:
     """Instantiate engine ``name``; its library is imported only when it starts."""
     return importlib.import_module(MODULES[name]).ENGINE()
+
+
+async def cancel(task: asyncio.Task | None) -> None:
+    """Cancel a background task (an engine's stats poller) and wait until it has ended; its
+    outcome, cancellation included, is swallowed. ``None`` is a no-op."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def engine_kwargs(config: ServingConfig, reserved: dict[str, Any]) -> dict[str, Any]:

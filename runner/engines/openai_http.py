@@ -63,7 +63,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from runner.engines.base import Delta
+from runner.engines.base import Delta, cancel
 
 #: Prometheus gauge → our stats key (vLLM's names; summed over engines, KV usage averaged).
 GAUGES = {"vllm:kv_cache_usage_perc": "kv_cache_usage", "vllm:num_requests_running": "num_running_reqs",
@@ -369,11 +369,8 @@ class OpenAIHttpEngine:
         return {"engine": self.name, "engine_version": self._server_version, "base_url": self.base_url or ""}
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(BaseException):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await cancel(poller)
         for resp in list(self._inflight.values()):
             resp.close()
         self._inflight.clear()

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from runner.engines.base import Delta, engine_kwargs
+from runner.engines.base import Delta, cancel, engine_kwargs
 from runner.engines.sglang_nodes import NodeGroup, kill_own_children, placed, resolved
 from runner.trial import ServingConfig
 
@@ -196,11 +196,8 @@ class SglangEngine:
                 "transformers": transformers.__version__}
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(BaseException):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await cancel(poller)
         try:
             if self._engine is not None:
                 engine, self._engine = self._engine, None
