@@ -252,7 +252,8 @@ OPENAI_ENGINES = ("vllm",)
 def _check_api(file: str, spec: SweepSpec) -> None:
     if "endpoint" in spec.api and spec.endpoint is None:
         raise SweepSpecError(file, "endpoint", None, "an endpoint block (base_url, model) for api: endpoint",
-                             "add `endpoint: {base_url: http://HOST:PORT}` or drop endpoint from api")
+                             "add `endpoint: {base_url: http://HOST:PORT}` or drop endpoint from api, then run "
+                             f"`python -m runner validate {file}`")
     if spec.endpoint is not None and "endpoint" not in spec.api:
         raise SweepSpecError(file, "api", spec.api, "a list holding endpoint when an endpoint block is given")
     if spec.api == ["endpoint"]:

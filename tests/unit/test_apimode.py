@@ -42,27 +42,6 @@ def test_endpoint_configs_carry_the_server_and_no_engine_args(sweep_file):
     assert default[0].serving.endpoint["model"] == "tiny"  # the served name defaults to the model id
 
 
-BROKEN = [
-    (BASE + "api: endpoint\n", "endpoint", "an endpoint block"),
-    (BASE + "endpoint: {base_url: 'http://h:1'}\n", "api", "holding endpoint"),
-    (BASE + "api: grpc\n", "api[0]", "'engine', 'openai' or 'endpoint'"),
-    (BASE + "api: endpoint\nendpoint: {base_url: 'ftp://h'}\n", "endpoint.base_url", "pattern"),
-    (BASE + "api: endpoint\nendpoint: {base_url: 'http://h:1'}\n", "engine_args", "none with api: endpoint"),
-    (BASE.replace("engine: vllm", "engine: sglang").replace("  max_num_seqs: [8, 32]\n", "")
-     .replace("  enforce_eager: true\n", "  disable_cuda_graph: true\n") + "api: openai\n", "engine[0]",
-     "use api: endpoint"),
-]
-
-
-@pytest.mark.parametrize(("text", "key", "allowed"), BROKEN)
-def test_bad_api_keys_name_the_key_and_the_way_out(sweep_file, text, key, allowed):
-    path = sweep_file(text)
-    with pytest.raises(SweepSpecError) as e:
-        load(path)
-    msg = str(e.value)
-    assert f": {key}: got " in msg and allowed in msg, msg
-
-
 def _node(gpus: float, cpus: float = 8, label: str = "H100") -> dict:
     return {"NodeID": f"n{gpus}{label}", "Alive": True, "Resources": {"GPU": gpus, "CPU": cpus},
             "Labels": {placement.LABEL_KEY: label}}

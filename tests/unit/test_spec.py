@@ -56,6 +56,15 @@ BROKEN = [
     (BASE + "prices: {Z100: 1.0}\n", "prices.Z100", "one of"),
     ("name: [unclosed\n", "line 2, column 1", "valid YAML"),
     ("- just\n- a list\n", "<top level>", "a mapping"),
+    # api modes
+    (BASE + "api: endpoint\n", "endpoint", "an endpoint block"),
+    (BASE + "endpoint: {base_url: 'http://h:1'}\n", "api", "holding endpoint"),
+    (BASE + "api: grpc\n", "api[0]", "'engine', 'openai' or 'endpoint'"),
+    (BASE + "api: endpoint\nendpoint: {base_url: 'ftp://h'}\n", "endpoint.base_url", "pattern"),
+    (BASE + "api: endpoint\nendpoint: {base_url: 'http://h:1'}\n", "engine_args", "none with api: endpoint"),
+    (BASE.replace("engine: vllm", "engine: sglang").replace("  max_num_seqs: [8, 32]\n", "")
+     .replace("  enforce_eager: true\n", "  disable_cuda_graph: true\n") + "api: openai\n", "engine[0]",
+     "use api: endpoint"),
 ]
 
 
