@@ -91,15 +91,17 @@ def check_launchers(launchers: list[dict], h100_nodes: set[str]) -> None:
     assert launchers[0]["pid"] != launchers[1]["pid"]
 
 
-ACTOR = """
+# Both scripts below start, as runner.scheduler does, one engine actor for an SGLang TP=2 replica
+# split over the two fake nodes: the request, its group (named GROUP) and the actor on bundle 0
+# with the request's resources and multi_node, in the SGLang lane.
+SETUP = """
 import json, sys, time
 import ray
-from ray.util import placement_group_table
 from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from runner import placement
 from runner.actor import EngineActor
-from runner.trial import LoadPoint, ServingConfig
+from runner.trial import ServingConfig
 
 address, lane, model, env = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 ray.init(address=address)
@@ -107,18 +109,23 @@ nodes = ray.nodes()
 cfg = ServingConfig(engine="sglang", model="tiny-llama", model_path=model, hardware="H100", tp=2,
                     engine_args={"mem_fraction_static": 0.05})
 req = placement.request_for(cfg, nodes)
-out = {"bundles": req.bundles, "strategy": req.strategy, "actor_resources": req.actor_resources,
-       "check": placement.check([req], nodes)}
-pg = placement.create(req, "runner:sglang-mn:x-1-r0", nodes)
+pg = placement.create(req, GROUP, nodes)
 ray.get(pg.ready(), timeout=60)
-out["bundle_nodes"] = {str(k): v for k, v in placement_group_table(pg)["bundles_to_node_id"].items()}
-# as runner.scheduler starts an engine actor: bundle 0, the request's resources, multi_node
 strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0,
                                             placement_group_capture_child_tasks=True)
 actor = ray.remote(EngineActor).options(
     scheduling_strategy=strategy, max_restarts=0, **req.actor_resources,
     runtime_env={"py_executable": f"{lane}/bin/python", "env_vars": env}).remote(
     cfg.model_dump(exclude={"serving_config_id"}), 0, req.spans_nodes)
+"""
+
+ACTOR = 'GROUP = "runner:sglang-mn:x-1-r0"\n' + SETUP + """
+from ray.util import placement_group_table
+from runner.trial import LoadPoint
+
+out = {"bundles": req.bundles, "strategy": req.strategy, "actor_resources": req.actor_resources,
+       "check": placement.check([req], nodes),
+       "bundle_nodes": {str(k): v for k, v in placement_group_table(pg)["bundles_to_node_id"].items()}}
 t0 = time.monotonic()
 out["start"] = ray.get(actor.start.remote(120), timeout=600)
 out["start_wall_s"] = time.monotonic() - t0
@@ -159,30 +166,10 @@ def test_real_sglang_tp2_over_two_nodes_serves_and_dies_with_its_engine_actor(cl
     wait_for(lambda: not alive(launcher_pids(launchers)), 60, "the launchers' processes to exit")
 
 
-FAULT = """
-import json, os, signal, sys, time
+FAULT = 'GROUP = "runner:sglang-mn:z-1-r0"\n' + SETUP + """
+import os, signal
 import psutil
-import ray
-from ray.util.placement_group import remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from runner import placement
-from runner.actor import EngineActor
-from runner.trial import ServingConfig
 
-address, lane, model, env = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-ray.init(address=address)
-nodes = ray.nodes()
-cfg = ServingConfig(engine="sglang", model="tiny-llama", model_path=model, hardware="H100", tp=2,
-                    engine_args={"mem_fraction_static": 0.05})
-req = placement.request_for(cfg, nodes)
-pg = placement.create(req, "runner:sglang-mn:z-1-r0", nodes)
-ray.get(pg.ready(), timeout=60)
-strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0,
-                                            placement_group_capture_child_tasks=True)
-actor = ray.remote(EngineActor).options(
-    scheduling_strategy=strategy, max_restarts=0, **req.actor_resources,
-    runtime_env={"py_executable": f"{lane}/bin/python", "env_vars": env}).remote(
-    cfg.model_dump(exclude={"serving_config_id"}), 0, req.spans_nodes)
 ref = actor.start.remote(120)
 
 
