@@ -8,6 +8,15 @@ of 10-30 s. Reported (a figure for the README, not a timed assert):
 - per-trial overhead: placement (group created → ready) and actor start (ready → engine ready);
 - where the GPU-seconds went: held while placing, starting, measuring, stopping, or not held.
 
+The fake nodes inherit ``PYTHONPATH`` from this process, as nodes with the package installed
+would; a job-level ``runtime_env`` instead costs every actor ~0.5 s more to start here (Ray
+then starts each worker through its setup_worker wrapper), which this figure would count.
+
+What to expect: all durations are multiples of 10 s, so no GPU can finish 1,050 GPU-seconds on
+16 GPUs before 70 s (16 × 60 < 1,050): the mix's own optimum is 1.067 × the lower bound. An
+ideal longest-first list scheduler with overhead o per launch ends at 70 s (o = 0), 75.2 s
+(o = 1.3 s) and 78 s (o = 2 s).
+
 Run: ``make bench-scheduler`` (or ``.venv/bin/python benchmarks/bench_scheduler.py``).
 """
 
@@ -47,12 +56,12 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-bs-", dir="/tmp"))
+    os.environ["PYTHONPATH"] = str(Path(__file__).parents[1])  # inherited by the nodes' workers
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
     for _ in range(2):
         cluster.add_node(num_cpus=16, num_gpus=8, labels={"ray.io/accelerator-type": "H100"})
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}},
-             log_to_driver=False)
+    ray.init(address=cluster.address, log_to_driver=False)
     spans: dict[str, list[float]] = {}
 
     def on_start(t: Trial, engine: dict) -> None:

@@ -172,6 +172,18 @@ def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[s
     return pack(reqs, cap)
 
 
+def reserve(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:
+    """Take all replicas out of ``available`` (mutated), on nodes of their type only; if they do
+    not all fit, ``available`` is left unchanged and the answer is False."""
+    req = reqs[0]
+    ids = {n["NodeID"] for n in typed_nodes(nodes, req.label, req.label_key)}
+    cap = {k: dict(v) for k, v in available.items() if k in ids}
+    if not pack(reqs, cap):
+        return False
+    available.update(cap)
+    return True
+
+
 def _describe(nodes: list[dict[str, Any]]) -> str:
     out = []
     for n in nodes:

@@ -14,7 +14,10 @@ the sweep's ``timeouts``. Invariants:
 Admission: launches are considered longest first by an estimate of their length (decode
 steps: Σ over load points of ⌈prompts / concurrency⌉ × output length), then widest first,
 and one is started only when all its replicas fit the cluster's *available* resources now,
-so groups do not sit pending behind each other. Others backfill around a waiting launch
+so groups do not sit pending behind each other. Groups created but not yet ready count as
+taken (Ray's availability leaves them out until they are placed); if one of them finds no room
+(the view was stale, or someone else took it), nothing new starts until it is placed, so what
+frees up goes to it. Others backfill around a waiting launch
 until it has waited ``starvation_s``; then nothing new starts until it does, so a large
 shape cannot starve. (Longest-first list scheduling is within 4/3 of optimal; in
 benchmarks/bench_scheduler.py it beat widest-first by 10 %.)
@@ -142,6 +145,9 @@ class Scheduler:
                 self._fail_all(x, Status.UNSCHEDULABLE, "unschedulable", why)
         running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
         available = state.available_resources_per_node()
+        for x in self.launches:  # created but not ready: Ray's availability does not count them yet
+            if x.phase == "placing" and not placement.reserve(x.reqs, nodes, available):
+                return  # a group really waits for room: what frees up is its, first
         now = time.monotonic()
         queued = sorted((x for x in self.launches if x.phase == "queued"),
                         key=lambda x: (-x.est_steps, -x.devices, x.queued_at))
@@ -152,8 +158,7 @@ class Scheduler:
                 if now - x.queued_at > self.starvation_s:
                     return  # hold smaller launches back until this one fits
                 continue
-            for req in x.reqs:  # account for what this launch takes before considering the next
-                placement.pack([req], available)
+            placement.reserve(x.reqs, nodes, available)  # what it takes, before considering the next
             self._place(x, nodes)
             running += 1
 

@@ -1,8 +1,9 @@
 """SIMULATION ONLY: an engine that loads no model and only holds its resources.
 
 It exists to measure the scheduler alone (benchmarks/bench_scheduler.py): a request streams
-``max_tokens`` one-token chunks, one every ``sim_token_s`` seconds, so a load point's length
-is known in advance. Its numbers are not inference measurements; every run it produces is
+``max_tokens`` one-token chunks, chunk i at ``i × sim_token_s`` seconds after the first (on
+the event loop's clock, so sleep overshoot does not accumulate), so a load point's length is
+known in advance. Its numbers are not inference measurements; every run it produces is
 labelled ``engine=simulated`` and its version says so.
 """
 
@@ -27,8 +28,10 @@ class SimulatedEngine:
 
     async def generate(self, prompt_ids: list[int], max_tokens: int, *, ignore_eos: bool,
                        temperature: float, request_id: str) -> AsyncIterator[Delta]:
-        for i in range(max_tokens):
-            await asyncio.sleep(self.token_s)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i in range(max_tokens):  # against absolute deadlines: sleep overshoot does not add up
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * self.token_s - loop.time()))
             yield Delta(new_tokens=1, finished=i == max_tokens - 1, prompt_tokens=len(prompt_ids),
                         finish_reason="length" if i == max_tokens - 1 else None)
 

@@ -193,6 +193,17 @@ def test_fits_now_honours_strict_spread_against_what_is_free():
     assert not placement.fits_now([req, req], nodes, free)
 
 
+def test_reserve_takes_a_launch_from_nodes_of_its_type_only_and_all_or_nothing():
+    nodes = [node("a", 8, label="H200"), node("b", 8), node("c", 8)]
+    req = placement.request_for(config("vllm", 4), nodes)   # H100, one 4-GPU group per replica
+    free = {"a": {"GPU": 8.0, "CPU": 8.0}, "b": {"GPU": 8.0, "CPU": 8.0}, "c": {"GPU": 2.0, "CPU": 8.0}}
+    assert placement.reserve([req], nodes, free)
+    assert free["a"]["GPU"] == 8.0 and free["b"]["GPU"] == 4.0   # not on the H200 node listed first
+    before = {k: dict(v) for k, v in free.items()}
+    assert not placement.reserve([req, req], nodes, free)   # DP=2 needs 2 × 4 H100 GPUs: only 4 + 2 left
+    assert free == before                                   # a failed reservation takes nothing
+
+
 def test_the_multi_node_arguments_are_the_runners_not_the_sweeps(sweep_file):
     for key in ("nnodes", "node_rank", "dist_init_addr"):
         text = BASE.replace("engine: vllm", "engine: sglang").replace("  enforce_eager: true\n", "") \
