@@ -74,9 +74,10 @@ bench-scheduler: venv
 bench-client: venv model
 	$(PY) benchmarks/bench_client.py
 
-# Our HTTP client against `vllm bench serve` on one real vLLM server (opt-in: noisy on 2 cores).
+# Our HTTP client against `vllm bench serve` on one real vLLM server, with the figures printed
+# (also part of `make test`).
 crosscheck: venv model
-	RUNNER_CROSSCHECK=1 $(PY) -m pytest -q -s tests/integration/test_crosscheck_vllm.py
+	$(PY) -m pytest -q -s tests/integration/test_crosscheck_vllm.py
 
 # The in-process engine API against vLLM's own HTTP stack (api: engine vs api: openai), same run.
 bench-api: venv model

@@ -42,15 +42,18 @@ def _corpus(seed: int, lines: int = 4000) -> list[str]:
     return out
 
 
-def build(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write tokenizer, config and weights to ``out_dir``; return it. Idempotent."""
+def build(out_dir: str | Path, seed: int = 0, geometry: dict[str, int] | None = None) -> Path:
+    """Write tokenizer, config and weights to ``out_dir``; return it. Idempotent: rebuilt only
+    when the seed or the geometry (``CONFIG`` updated by ``geometry``) differs from the marker's."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    shape = {**CONFIG, **(geometry or {})}
     out = Path(out_dir)
     marker = out / "tiny-model.json"
-    if marker.exists() and json.loads(marker.read_text()).get("seed") == seed:
+    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k != "vocab_size"} \
+            == {"seed": seed, **shape}:
         return out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -59,17 +62,17 @@ def build(out_dir: str | Path, seed: int = 0) -> Path:
                             special_tokens=["<s>", "</s>", "<unk>"], show_progress=False)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
                                   unk_token="<unk>")
-    tok.model_max_length = CONFIG["max_position_embeddings"]
+    tok.model_max_length = shape["max_position_embeddings"]
     tok.save_pretrained(out)
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, torch_dtype="bfloat16",
-                         tie_word_embeddings=True, **CONFIG)
+                         tie_word_embeddings=True, **shape)
     config.architectures = ["LlamaForCausalLM"]
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out)
-    marker.write_text(json.dumps({"seed": seed, "vocab_size": len(tok), **CONFIG}))
+    marker.write_text(json.dumps({"seed": seed, "vocab_size": len(tok), **shape}))
     return out
 
 
