@@ -114,6 +114,7 @@ class EngineActor:
         if len(prompts) == w or share == 0:
             return {"ok": True, "replica": i, "duration_s": 0.0, "records": [], "warmup_count": 0,
                     "clock_offset": offset, "samples": [], "loop_lag_ms": [], "dataset_hash": data.digest}
+        retries = getattr(self.engine, "connection_retries", None)  # HTTP clients only
         try:
             res = await loadgen.run(self.engine, prompts, warmup=w, concurrency=share, max_tokens=out_lens,
                                     ignore_eos=lp.ignore_eos, temperature=lp.temperature, timeout_s=request_timeout_s,
@@ -125,7 +126,8 @@ class EngineActor:
         return {"ok": True, "replica": i, "duration_s": res.duration_s, "clock_offset": offset,
                 "records": [r.__dict__ for r in res.records], "warmup_count": len(res.warmup),
                 "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats(),
-                "client_cpu_frac": res.cpu_frac, "achieved_rate": res.achieved_rate, "dataset_hash": data.digest}
+                "client_cpu_frac": res.cpu_frac, "achieved_rate": res.achieved_rate, "dataset_hash": data.digest,
+                **({} if retries is None else {"connection_retries": self.engine.connection_retries - retries})}
 
     async def stop(self) -> None:
         if self.engine is not None:

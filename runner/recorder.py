@@ -102,6 +102,8 @@ class Recorder:
         if lags:
             m["max_loop_lag_ms"] = max(lags)
         m["client_cpu_frac"] = float(result.get("client_cpu_frac", 0.0))
+        if "connection_retries" in result:  # HTTP clients: requests re-sent after a stale keep-alive connection
+            m["connection_retries"] = float(result["connection_retries"])
         if t.load.request_rate is not None:
             m["requested_rate"] = t.load.request_rate
             m["achieved_rate"] = float(result.get("achieved_rate", 0.0))

@@ -389,4 +389,6 @@ def merge(values: list[dict[str, Any]]) -> dict[str, Any]:
             "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {}),
             "client_cpu_frac": max(v.get("client_cpu_frac", 0.0) for v in values),
             "achieved_rate": sum(v.get("achieved_rate", 0.0) for v in values),
+            **({"connection_retries": sum(v.get("connection_retries", 0) for v in values)}
+               if any("connection_retries" in v for v in values) else {}),
             "dataset_hash": values[0].get("dataset_hash", "")}

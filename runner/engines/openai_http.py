@@ -50,6 +50,16 @@ Stats: if ``GET /metrics`` answers, a background task scrapes the Prometheus tex
 ``VllmEngine.stats``); otherwise ``stats()`` is empty.
 
 Abort: closing the response closes its connection; the server sees the disconnect and aborts.
+
+Stale connections: a pooled keep-alive connection can be closed by the server just as a request
+goes out on it (uvicorn, under ``vllm serve``, closes one idle for 5 s; a client descheduled for
+longer than that sends on connections its event loop has not yet seen closed). The request then
+fails before any response byte (``ServerDisconnectedError``) and is sent once more on another
+connection, as RFC 9112 §9.3.1 allows for requests known to be idempotent: a completion request
+changes nothing on the server, and the server closed the connection without answering it. Its
+clock keeps running from the first send (TTFT includes the lost attempt), and
+``connection_retries`` counts these second sends. aiohttp does the same, for idempotent methods
+only. A second failure, or one after the response began, fails the request.
 """
 
 from __future__ import annotations
@@ -193,6 +203,8 @@ class OpenAIHttpEngine:
         self._server_version = ""
         self._tokenizer: Any = None
         self._texts: dict[tuple[int, ...], str] = {}  # token ids → the JSON string sent instead (text prompts)
+        self._stale: tuple[type[BaseException], ...] = ()  # a pooled connection closed before any answer
+        self.connection_retries = 0  # requests sent a second time after a stale connection (since start)
 
     async def start(self, config: Any = None, *, multi_node: bool = False) -> None:
         import aiohttp
@@ -210,6 +222,7 @@ class OpenAIHttpEngine:
             self._headers["Authorization"] = f"Bearer {key}"
         self._url = self.base_url + "/v1/completions"
         self._model_json = json.dumps(self.model)
+        self._stale = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),  # never caps concurrency
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),  # read timeouts: the load generator's
@@ -277,7 +290,12 @@ class OpenAIHttpEngine:
                 f'"max_tokens":{int(max_tokens)},"temperature":{float(temperature)!r},'
                 f'"ignore_eos":{"true" if ignore_eos else "false"},"stream":true,'
                 f'"stream_options":{{"include_usage":true,"continuous_usage_stats":true}}}}').encode()
-        resp = await self._session.post(self._url, data=body, headers={**self._headers, "X-Request-Id": request_id})
+        headers = {**self._headers, "X-Request-Id": request_id}
+        try:
+            resp = await self._session.post(self._url, data=body, headers=headers)
+        except self._stale:  # see "Stale connections" in the module docstring
+            self.connection_retries += 1
+            resp = await self._session.post(self._url, data=body, headers=headers)
         self._inflight[request_id] = resp
         try:
             if resp.status != 200:
