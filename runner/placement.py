@@ -165,11 +165,8 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
 
 
 def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:
-    """Whether all replicas fit the cluster's currently available resources."""
-    req = reqs[0]
-    ids = {n["NodeID"] for n in typed_nodes(nodes, req.label, req.label_key)}
-    cap = {k: dict(v) for k, v in available.items() if k in ids}
-    return pack(reqs, cap)
+    """Whether all replicas fit the cluster's currently available resources (``available`` unchanged)."""
+    return reserve(reqs, nodes, dict(available))  # reserve replaces the entries it takes, never edits them
 
 
 def reserve(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:

@@ -154,11 +154,10 @@ class Scheduler:
         for x in queued:
             if running >= self.max_parallel:
                 return
-            if not placement.fits_now(x.reqs, nodes, available):
+            if not placement.reserve(x.reqs, nodes, available):  # taken now, before considering the next
                 if now - x.queued_at > self.starvation_s:
                     return  # hold smaller launches back until this one fits
                 continue
-            placement.reserve(x.reqs, nodes, available)  # what it takes, before considering the next
             self._place(x, nodes)
             running += 1
 
