@@ -9,18 +9,19 @@ bounds: ``min(vllm) × (1 − b) <= ours <= max(vllm) × (1 + b)``, b = 10 % for
 throughput and 15 % for median TTFT and median TPOT. Prefix caching is off, so no run finds
 an earlier run's prompts cached, and one unrecorded run warms the server up first.
 
-The server holds a slower model than the tiny one (``GEOMETRY``: ~94 M parameters, a decode step of
-~20 ms on one core), because the test measures the clients, and they must not be starved. With the
-tiny model (~2 ms a step) the API server streamed 1-3k tokens/s on 2 cores shared with the engine
-core, the client and Ray, and a client that lost the CPU read a stream late (all its tokens in one
-burst, median TPOT 0.003 ms, or TTFT 40-380 ms where 6-25 ms was usual), vLLM's client as often as
-ours: 1 of 6 runs passed, and the test was opt-in (and 1 of 4 with the priority fix below). With
-this model 8 runs of 8 passed and no run read late; the worst distance outside vLLM's range was 8.3
-% (throughput), 7.4 % (TTFT), 8.9 % (TPOT), and 4.5, 7.4, 1.0 % in the 3 runs since the A-B-A moved
-inside each level and the warm-up run came in. A CI run then failed with our client starved by the
-engine's processes, which had inherited the API server's higher priority (see ``vllm_server``);
-since only the API server's threads get it, 3 runs of 3 passed (worst 3.8 %, 8.1 %, 4.1 %) with our
-client at 1.2-1.9 % of a core and 1-3 ms of loop lag.
+The server holds a slower model than the tiny one (``GEOMETRY``: ~94 M parameters, a decode step
+of ~20 ms on one core), because the test measures the clients, and they must not be starved.
+With the tiny model (~2 ms a step) the API server streamed 1-3k tokens/s on 2 cores shared with
+the engine core, the client and Ray, and a client that lost the CPU read a stream late (all its
+tokens in one burst, median TPOT 0.003 ms, or TTFT 40-380 ms where 6-25 ms was usual), vLLM's
+client as often as ours: 1 of 6 runs passed, and the test was opt-in (and 1 of 4 with the
+priority fix below). With this model 8 runs of 8 passed and no run read late; the worst distance
+outside vLLM's range was 8.3 % (throughput), 7.4 % (TTFT), 8.9 % (TPOT), and 4.5, 7.4, 1.0 % in
+the 3 runs since the A-B-A moved inside each level and the warm-up run came in. A CI run then
+failed with our client starved by the engine's processes, which had inherited the API server's
+higher priority (see ``vllm_server``); since only the API server's threads get it, 3 runs of 3
+passed (worst 3.8 %, 8.1 %, 4.1 %) with our client at 1.2-1.9 % of a core and 1-3 ms of loop
+lag.
 
 vLLM's own per-request arrays from its saved JSON also go through our ``aggregate``, and the
 aggregates must equal its reported figures to 1e-6 (relative).
