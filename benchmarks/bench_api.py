@@ -48,7 +48,8 @@ KEYS = ("output_throughput", "median_ttft_ms", "median_tpot_ms")
 def main(a: argparse.Namespace) -> None:
     from mlflow.tracking import MlflowClient
 
-    from runner import cluster, session, tinymodel
+    from runner import session, tinymodel
+    from runner.cluster import connect
 
     model = tinymodel.build(ROOT / "models" / "tiny-llama")
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
@@ -56,7 +57,7 @@ def main(a: argparse.Namespace) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = uri = f"sqlite:///{tmp / 'mlflow.db'}"
     os.environ["RUNNER_SPOOL"] = str(tmp / "spool")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    cluster.connect()
+    connect()
     got: dict[tuple[int, str, int], dict[str, float]] = {}
     for rnd in range(a.rounds):
         apis = ["engine", "openai"] if rnd % 2 == 0 else ["openai", "engine"]

@@ -180,8 +180,8 @@ def serve(port: int, mode: str) -> None:
 
 def ours(url: str, concurrency: int, requests: int, chunks: int, input_len: int) -> None:
     """One closed-loop run of our client; prints one JSON line."""
-    from runner import dataset, loadgen
     from runner.engines.openai_http import OpenAIHttpEngine, tokenizer_vocab
+    from runner.measure import dataset, loadgen
 
     vocab, special = tokenizer_vocab(MODEL)
 

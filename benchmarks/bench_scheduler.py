@@ -35,9 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.scheduler import Outcome, Scheduler
-from runner.spec import TimeoutSpec
-from runner.trial import LoadPoint, ServingConfig, Trial
+from runner.cluster.scheduler import Outcome, Scheduler
+from runner.plan.trial import LoadPoint, ServingConfig, Trial
+from runner.sweep.spec import TimeoutSpec
 
 TOKEN_S = 0.02
 #: (TP, seconds) per trial: 1,050 GPU-seconds in all.

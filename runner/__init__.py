@@ -1,11 +1,13 @@
-"""A Ray-based distributed sweep runner for LLM inference benchmarks."""
+"""A Ray-based distributed sweep runner for LLM inference benchmarks.
 
-__version__ = "0.1.0"
+Packages follow the data path, and none imports one above it:
+``core`` → ``sweep`` → ``plan`` → ``engines`` → ``measure`` → ``cluster`` → ``results`` →
+``report``; ``cli`` and ``session`` drive them (``tests/unit/test_layers.py`` checks it).
+"""
 
-from runner.errors import EngineError, PlacementError, RunnerError, StoreError, SweepSpecError
-from runner.grid import expand, group
-from runner.spec import SweepSpec, load
-from runner.trial import LoadPoint, ServingConfig, Status, Trial
+from runner.core import EngineError, PlacementError, RunnerError, StoreError, SweepSpecError, __version__
+from runner.plan import LoadPoint, ServingConfig, Status, Trial, expand, group
+from runner.sweep import SweepSpec, load
 
 __all__ = ["EngineError", "LoadPoint", "PlacementError", "RunnerError", "ServingConfig", "Status",
            "StoreError", "SweepSpec", "SweepSpecError", "Trial", "__version__", "expand", "group", "load"]

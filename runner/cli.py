@@ -46,8 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runner import redact
-    from runner.errors import RunnerError
+    from runner.core import RunnerError, redact
 
     args = _parser().parse_args(argv)
     if not isinstance(sys.stdout, redact.Stream):
@@ -60,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from runner import grid, session
-    from runner import spec as spec_mod
+    from runner import session
+    from runner.plan import grid
+    from runner.sweep import spec as spec_mod
 
     if args.cmd == "validate":
         spec = spec_mod.load(args.sweep)
@@ -95,8 +95,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _engine_args(engine: str, refresh: bool) -> int:
     import importlib
 
-    from runner import catalog
-    from runner.errors import RunnerError
+    from runner.core import RunnerError
+    from runner.sweep import catalog
 
     engines = catalog.engines()
     if engine not in engines:
@@ -104,7 +104,7 @@ def _engine_args(engine: str, refresh: bool) -> int:
     if refresh:
         import yaml
 
-        from runner.engines.base import MODULES
+        from runner.engines import MODULES
 
         mod = importlib.import_module(MODULES[engine])
         names = [n for n in mod.argument_names() if n not in engines[engine]["reserved"]]

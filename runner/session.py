@@ -14,14 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from runner import grid, redact, spool
-from runner import spec as spec_mod
-from runner import sync as sync_mod
-from runner.errors import StoreError
-from runner.progress import Progress
-from runner.recorder import Recorder
-from runner.store import STATUS, TRIAL, Store
-from runner.trial import Status, Trial
+from runner.core import StoreError, redact
+from runner.plan import Status, Trial, grid
+from runner.results import STATUS, TRIAL, Progress, Recorder, Store, spool
+from runner.results import sync as sync_mod
+from runner.sweep import spec as spec_mod
 
 
 def plan_rows(trials: list[Trial]) -> list[dict[str, Any]]:
@@ -71,8 +68,7 @@ def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.
 
 def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | None = None,
         rerun_status: set[str] | None = None, verbose: bool = False, out=sys.stdout) -> int:
-    from runner import cluster, placement
-    from runner.scheduler import Scheduler
+    from runner.cluster import Scheduler, connect, placement
 
     spec = spec_mod.load(path)
     trials = grid.expand(spec)
@@ -100,7 +96,7 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
     progress = Progress(len(todo), out)
     rec = Recorder(spec, store, root, out=out, progress=progress)
     if todo:
-        cluster.connect(verbose)
+        connect(verbose)
         removed = placement.remove_orphans(spec.name)
         if removed:
             print(f"removed {removed} orphaned placement group(s) of this sweep", file=out)
@@ -137,7 +133,7 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
 def _open_parent(store: Store, spec: spec_mod.SweepSpec, trials: list[Trial], path: str, out) -> None:
     """Mark the parent run RUNNING and (re)write the sweep's saved comparison view, linked from
     the parent's description and its ``runner.compare_view`` tag."""
-    from runner import views
+    from runner.results import views
 
     try:
         url = store.save_view(views.key(spec.name), views.state(spec.name, trials))

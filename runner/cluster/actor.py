@@ -16,16 +16,16 @@ import time
 import traceback
 from typing import Any
 
-from runner import dataset, loadgen
-from runner.engines.base import load_engine
-from runner.trial import LoadPoint, ServingConfig
+from runner.engines import load_engine
+from runner.measure import dataset, loadgen
+from runner.plan import LoadPoint, ServingConfig
 
 #: The sanity request: a short prompt that must come back with exactly this many tokens.
 SANITY_INPUT, SANITY_OUTPUT = 16, 8
 
 
 class EngineActor:
-    """Created as a Ray async actor by ``runner.scheduler``; one per engine replica."""
+    """Created as a Ray async actor by ``runner.cluster.scheduler``; one per engine replica."""
 
     def __init__(self, config: dict[str, Any], replica: int = 0, multi_node: bool = False,
                  serve_host: str | None = None):
@@ -151,15 +151,15 @@ class ClientActor(EngineActor):
         self.url = url
 
     def _engine(self) -> Any:
-        from runner.apimode import served_name
-        from runner.engines.openai_http import OpenAIHttpEngine
+        from runner.cluster.apimode import served_name
+        from runner.engines import OpenAIHttpEngine
 
         env = (self.config.endpoint or {}).get("api_key_env", "OPENAI_API_KEY")
         return OpenAIHttpEngine(base_url=self.url, model=served_name(self.config), api_key_env=env)
 
 
 def classify_start_error(e: BaseException) -> str:
-    """Map an engine start exception to a failure reason (``runner.trial.FAILURE_REASONS``)."""
+    """Map an engine start exception to a failure reason (``runner.plan.trial.FAILURE_REASONS``)."""
     text = f"{type(e).__name__}: {e}".lower() + log_tail(200).lower()
     if "out of memory" in text or "outofmemory" in text or "insufficient memory" in text:
         return "engine_start_error.oom"

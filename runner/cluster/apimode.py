@@ -1,7 +1,7 @@
 """API modes: which actors a serving configuration needs and where they sit.
 
 - ``engine`` (default): the engine actor drives the load through the engine's in-process
-  async API; no serialisation, no HTTP. Its placement group is ``runner.placement``'s.
+  async API; no serialisation, no HTTP. Its placement group is ``runner.cluster.placement``'s.
 - ``openai``: the engine actor also serves the engine's own OpenAI-compatible HTTP API
   in-process (``Engine.serve_openai``), and a separate *client actor* streams SSE from it.
   The client gets one extra bundle ``{"CPU": CLIENT_CPUS}`` at the end of the replica's
@@ -12,7 +12,7 @@
   sweep's hardware and shape then only describe that server (for per-GPU figures and cost).
 
 Invariant: in every mode the load is driven by exactly one actor per DP replica, through the
-same ``runner.loadgen``, so all modes produce records of one form.
+same ``runner.measure.loadgen``, so all modes produce records of one form.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from runner import placement
-from runner.trial import ServingConfig
+from runner.cluster import placement
+from runner.plan import ServingConfig
 
 #: CPUs reserved for one client actor (its event loop is single-threaded).
 CLIENT_CPUS = 1.0

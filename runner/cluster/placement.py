@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import catalog
-from runner.trial import ServingConfig
+from runner.plan import ServingConfig
+from runner.sweep import catalog
 
 LABEL_KEY = "ray.io/accelerator-type"
 

@@ -5,7 +5,7 @@ configuration is a ``Launch`` of DP replicas (one placement group and engine act
 that moves queued → placing → starting → running → done; every phase has a deadline from
 the sweep's ``timeouts``. Invariants:
 - every trial handed in gets exactly one ``on_end`` call, with one status and, unless it
-  completed, one reason from ``runner.trial.FAILURE_REASONS``;
+  completed, one reason from ``runner.plan.trial.FAILURE_REASONS``;
 - a launch's actors are killed and its groups removed on every path out (success, error,
   timeout, SIGTERM);
 - when an engine dies or a load point times out, the launch's remaining trials are queued
@@ -32,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import apimode, lanes, loadgen, placement
-from runner.errors import RunnerError
-from runner.spec import TimeoutSpec
-from runner.trial import ServingConfig, Status, Trial
+from runner.cluster import apimode, lanes, placement
+from runner.core import RunnerError
+from runner.measure import loadgen
+from runner.plan import ServingConfig, Status, Trial
+from runner.sweep import TimeoutSpec
 
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
@@ -229,7 +230,7 @@ class Scheduler:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from runner.actor import EngineActor
+        from runner.cluster.actor import EngineActor
 
         env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         env.update(x.reqs[0].env)
@@ -259,7 +260,7 @@ class Scheduler:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from runner.actor import ClientActor
+        from runner.cluster.actor import ClientActor
 
         env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
         key_env = (x.serving.endpoint or {}).get("api_key_env")

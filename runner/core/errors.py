@@ -37,7 +37,7 @@ class PlacementError(RunnerError):
 
 
 class EngineError(RunnerError):
-    """An engine failed. ``reason`` is one of ``runner.trial.FAILURE_REASONS``."""
+    """An engine failed. ``reason`` is one of ``runner.plan.trial.FAILURE_REASONS``."""
 
     def __init__(self, reason: str, message: str, log_tail: str = ""):
         self.reason, self.log_tail = reason, log_tail

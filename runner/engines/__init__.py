@@ -1,5 +1,10 @@
-"""Engines behind one protocol. Engine libraries are imported only inside the actor."""
+"""Engines behind one protocol (``base.Engine``), one file per engine: ``vllm`` (in-process
+``AsyncLLM``), ``sglang`` (in-process ``sglang.Engine``; ``sglang_nodes`` lays a replica over
+nodes), ``simulated`` (SIMULATION ONLY: holds resources) and ``openai_http`` (an OpenAI-compatible
+server over HTTP). Engine libraries are imported only inside the actor, when an engine starts."""
 
-from runner.engines.base import Delta, Engine, load_engine
+from runner.engines import sglang_nodes
+from runner.engines.base import MODULES, Delta, Engine, load_engine
+from runner.engines.openai_http import OpenAIHttpEngine
 
-__all__ = ["Delta", "Engine", "load_engine"]
+__all__ = ["MODULES", "Delta", "Engine", "OpenAIHttpEngine", "load_engine", "sglang_nodes"]

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from runner.trial import ServingConfig
+from runner.plan import ServingConfig
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 
 from runner.engines.base import Delta, cancel, engine_kwargs
 from runner.engines.sglang_nodes import NodeGroup, kill_own_children, placed, resolved
-from runner.trial import ServingConfig
+from runner.plan import ServingConfig
 
 #: Seconds between two reads of SGLang's load snapshot.
 POLL_S = 0.5

@@ -6,7 +6,7 @@ its own node's TP/PP ranks (``engine._calculate_rank_ranges``) on local GPU ids 
 so it must see exactly its node's ``g`` GPUs of the replica. Node rank 0 also runs the
 tokenizer and serves; the others only run schedulers.
 
-The runner's layout (``runner.placement``): one placement-group bundle ``{"GPU": g, "CPU": 1}``
+The runner's layout (``runner.cluster.placement``): one placement-group bundle ``{"GPU": g, "CPU": 1}``
 per node, STRICT_SPREAD. The engine actor sits on bundle 0 and is node rank 0;
 ``NodeGroup.launch`` creates one ``SglangFollower`` actor per other bundle, pinned to it and
 holding its ``g`` GPUs (Ray sets CUDA_VISIBLE_DEVICES for each launcher). Invariants:

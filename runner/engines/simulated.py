@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from runner.engines.base import Delta
-from runner.trial import ServingConfig
+from runner.plan import ServingConfig
 
 
 class SimulatedEngine:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runner.engines.base import Delta, engine_kwargs
-from runner.trial import ServingConfig
+from runner.plan import ServingConfig
 
 
 def _stat_logger_factory(sink: dict[str, float]):

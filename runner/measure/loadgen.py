@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.engines.base import Engine
-from runner.metrics import RequestRecord
+from runner.engines import Engine
+from runner.measure.metrics import RequestRecord
 
 #: Test hook (fault injection): stop reading a stream after this many chunks, so the
 #: request-timeout path is exercised with a real stalled consumer. Never set in production.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runner.metrics import RequestRecord
-from runner.trial import LoadPoint
+from runner.measure.metrics import RequestRecord
+from runner.plan import LoadPoint
 
 
 def check(records: Sequence[RequestRecord], load: LoadPoint, max_failure_rate: float) -> str | None:

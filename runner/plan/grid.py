@@ -12,9 +12,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from runner import catalog, paths
-from runner.spec import DatasetSpec, SweepSpec, num_prompts, rates
-from runner.trial import LoadPoint, ServingConfig, Trial
+from runner.plan.trial import LoadPoint, ServingConfig, Trial
+from runner.sweep import DatasetSpec, SweepSpec, catalog, num_prompts, paths, rates
 
 
 def expand(spec: SweepSpec) -> list[Trial]:

@@ -2,7 +2,7 @@
 
 A *serving configuration* is everything that needs its own engine launch; a *load point*
 is everything the load generator varies against one running engine; a *trial* is one of
-each. Ids are content hashes (``runner.ids``) of the fields that define a measurement:
+each. Ids are content hashes (``runner.plan.ids``) of the fields that define a measurement:
 the model path and the sweep name are deliberately left out, so the same trial in two
 sweep files, or on two machines, has the same id.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from runner.ids import content_id
+from runner.plan.ids import content_id
 
 
 class Status(str, Enum):
@@ -44,7 +44,7 @@ FAILURE_REASONS = {
     "trial_timeout": "the load point did not finish within timeouts.trial_s",
     "placement_timeout": "the placement group stayed pending past timeouts.placement_s",
     "unschedulable": "no node set in the cluster can ever hold this shape",
-    "invalid_result": "the measurement failed a validity gate (see runner.validity)",
+    "invalid_result": "the measurement failed a validity gate (see runner.measure.validity)",
     "driver_killed": "the driver stopped while the trial ran",
 }
 
@@ -101,7 +101,7 @@ class ServingConfig(Record):
 
     def label(self) -> str:
         """Human name (run names, logs): secret-named engine arguments show as ***."""
-        from runner import redact
+        from runner.core import redact
 
         args = " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(self.engine_args.items()))
         shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"

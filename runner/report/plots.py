@@ -1,7 +1,7 @@
 """The report's PNGs, drawn with matplotlib's object API on the Agg backend (no display, no pyplot
 global state). Import this module lazily: matplotlib is the optional ``report`` extra.
 
-Plots, from report rows (see ``runner.report``); only COMPLETED rows are drawn:
+Plots, from report rows (see ``runner.report.rows``); only COMPLETED rows are drawn:
 - ``pareto_<model>_<in>x<out>.png``: tok/s/GPU (y) against tok/s/user = 1000 / median TPOT ms
   (x), one curve per hardware (or engine / lane when those vary); frontier points joined and
   labelled with shape and concurrency, dominated points faint;
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import frontier
+from runner.report import frontier
 
 DPI = 110
 
@@ -64,7 +64,7 @@ def slug(*parts: Any) -> str:
 
 def point_label(r: dict, keys: Sequence[str] = ()) -> str:
     """'TP8 EP DP1 c64' (PP only when > 1), then the engine arguments ``keys`` that vary."""
-    from runner.rows import args
+    from runner.report.rows import args
 
     pp = f" PP{r.get('pp')}" if (r.get("pp") or 1) > 1 else ""
     base = f"TP{r.get('tp', 1)}{pp}{' EP' if r.get('ep') else ''} DP{r.get('dp', 1)} c{r.get('concurrency')}"
@@ -73,7 +73,7 @@ def point_label(r: dict, keys: Sequence[str] = ()) -> str:
 
 def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -> Path:
     """One Pareto plot: each curve's points faint, its frontier solid and labelled."""
-    from runner.rows import varying_args
+    from runner.report.rows import varying_args
 
     keys = varying_args([r for rs in curves.values() for r in rs])
     fig = _figure(9, 6)
@@ -102,7 +102,7 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
 
 def latency_png(rows: Sequence[dict], path: Path) -> Path:
     """2×2: median/p99 TTFT and TPOT (ms) against output tok/s; a line per serving config and in/out."""
-    from runner.rows import args, completed, engine, ident, shape, varying_args
+    from runner.report.rows import args, completed, engine, ident, shape, varying_args
 
     lines: dict[tuple, list[dict]] = {}
     for r in completed(rows, "output_throughput"):

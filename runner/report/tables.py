@@ -1,4 +1,4 @@
-"""The studies' tables, computed from report rows (``runner.rows``).
+"""The studies' tables, computed from report rows (``runner.report.rows``).
 
 Every table function takes rows and returns a ``Table`` of raw values (floats, ints, str,
 None); only ``Table.render`` formats. Invariants: only COMPLETED rows with the metric in
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import frontier
-from runner.rows import (
+from runner.report import frontier
+from runner.report.rows import (
     DONE,
     ORDER,
     OUTPUT,

@@ -1,8 +1,8 @@
 """``python -m runner report SWEEP``: the studies' tables, CSVs and plots from a sweep's trials.
 
 ``main`` loads the spec, expands the grid (so cells that never ran show as PENDING), reads the
-runs from MLflow into rows (``runner.rows``), prints the tables (``runner.tables``), and writes
-CSVs, ``report.txt`` and PNGs (``runner.plots``) to ``reports/<sweep>/`` and to the sweep's
+runs from MLflow into rows (``runner.report.rows``), prints the tables (``runner.report.tables``), and writes
+CSVs, ``report.txt`` and PNGs (``runner.report.plots``) to ``reports/<sweep>/`` and to the sweep's
 parent run (artifact folder ``report/``). It works on a partial sweep and never changes a
 trial run.
 """
@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import frontier, redact
-from runner.rows import build_rows
-from runner.tables import Table, frontier_table, tables
+from runner.core import redact
+from runner.report import frontier
+from runner.report.rows import build_rows
+from runner.report.tables import Table, frontier_table, tables
 
 
 # -- I/O --------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def write_report(rows: Sequence[dict], ts: Sequence[Table], text: str, d: Path) 
         t.write_csv(d / f"{t.name}.csv")
     (d / "report.txt").write_text(text + "\n")
     try:
-        from runner import plots
+        from runner.report import plots
     except ImportError as e:
         return [f"plots skipped: {e} (install the `report` extra: pip install .[report])"]
     try:
@@ -47,10 +48,11 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
     ``ratio``: (numerator, denominator) curve names for the ratio column; ``dest``: local folder
     (default ``reports/<sweep>/``).
     """
-    from runner import catalog, grid
-    from runner import spec as spec_mod
-    from runner.errors import StoreError
-    from runner.store import Store
+    from runner.core import StoreError
+    from runner.plan import grid
+    from runner.results import Store
+    from runner.sweep import catalog
+    from runner.sweep import spec as spec_mod
 
     spec = spec_mod.load(path)
     trials = grid.expand(spec)

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, catalog, redact, spool, validity
-from runner.ids import SCHEMA_VERSION
-from runner.metrics import DEFINITION, RequestRecord, aggregate, lag_stats
-from runner.progress import Progress
-from runner.scheduler import Outcome
-from runner.spec import SweepSpec
-from runner.store import Store
-from runner.sync import upload
-from runner.trial import Status, Trial
+from runner.cluster import Outcome
+from runner.core import __version__, redact
+from runner.measure import DEFINITION, RequestRecord, aggregate, lag_stats, validity
+from runner.plan import SCHEMA_VERSION, Status, Trial
+from runner.results import spool
+from runner.results.progress import Progress
+from runner.results.store import Store
+from runner.results.sync import upload
+from runner.sweep import SweepSpec, catalog
 
 
 def price_for(spec: SweepSpec, hardware: str) -> float | None:

@@ -5,7 +5,7 @@ Layout: ``<root>/<sweep>/<trial_id>/attempt-<n>/`` holding
   per-request arrays and a ``runner`` provenance block), ``requests.parquet`` (one row per
   measured request, chunk times as lists), ``serving_config.json``, ``system.json``,
   ``engine_samples.json``, ``engine_log_tail.txt``;
-- ``upload.json``: the run's name, params, tags, status and metrics (see ``runner.sync``);
+- ``upload.json``: the run's name, params, tags, status and metrics (see ``runner.results.sync``);
 - ``state.json``: status, MLflow run id, and whether the attempt reached MLflow.
 Invariant: files are written only under the attempt's folder, each atomically, and
 ``state.json`` last, so a crash never leaves a half-state that claims to be complete.
@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runner import redact
-from runner.metrics import RequestRecord
+from runner.core import redact
+from runner.measure import RequestRecord
 
 
 def default_root() -> Path:
@@ -49,12 +49,12 @@ def completed(root: Path, sweep: str) -> set[str]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomically, with secrets redacted (``runner.redact.clean``)."""
+    """Atomically, with secrets redacted (``runner.core.redact.clean``)."""
     write_text(path, json.dumps(redact.clean(obj), indent=1, sort_keys=True, default=str))
 
 
 def write_text(path: Path, text: str) -> None:
-    """Atomically, with secrets redacted (``runner.redact.text``)."""
+    """Atomically, with secrets redacted (``runner.core.redact.text``)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(redact.text(text))
     os.replace(tmp, path)

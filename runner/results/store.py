@@ -8,7 +8,7 @@ Layout: one experiment per sweep (``spec.experiment_name``); one parent run per 
 - ``reclaim_stale`` turns every ``runner.status=RUNNING`` trial run into KILLED, so it must be
   called only by the one driver that owns the sweep, before it starts anything;
 - nothing here reads ``os.environ`` into a param, tag or artifact, and every param and tag
-  passes ``runner.redact`` (secret names masked, URL passwords masked, secret values scrubbed).
+  passes ``runner.core.redact`` (secret names masked, URL passwords masked, secret values scrubbed).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runner import redact
-from runner.errors import StoreError
+from runner.core import StoreError, redact
 
 ROLE, STATUS, TRIAL, SWEEP = "runner.role", "runner.status", "runner.trial_id", "runner.sweep"
 _MLFLOW_STATUS = {"COMPLETED": "FINISHED", "KILLED": "KILLED"}
@@ -131,10 +130,10 @@ class Store:
         return [r.data.tags.get(TRIAL, "") for r in stale]
 
     def save_view(self, share_key: str, state: dict[str, Any]) -> str:
-        """Store a shared view of the experiment page (``runner.views``); return its UI link."""
+        """Store a shared view of the experiment page (``runner.results.views``); return its UI link."""
         import json
 
-        from runner import views
+        from runner.results import views
 
         self.client.set_experiment_tag(self.experiment_id, views.PREFIX + share_key, json.dumps(state, sort_keys=True))
         return views.link(self.ui_base(), self.experiment_id, share_key)

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner import spool
-from runner.store import TRIAL, Store
+from runner.results import spool
+from runner.results.store import TRIAL, Store
 
 
 def upload(store: Store, d: Path) -> bool:

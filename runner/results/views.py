@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.trial import Trial
+from runner.plan import Trial
 
 PREFIX = "mlflow.sharedViewState."
 METRICS = ("output_throughput", "total_token_throughput", "output_tput_per_gpu", "median_ttft_ms", "median_tpot_ms",

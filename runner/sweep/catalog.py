@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from runner.errors import RunnerError
+from runner.core import RunnerError
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("RUNNER_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "configs")
+    return Path(os.environ.get("RUNNER_CONFIG_DIR") or Path(__file__).resolve().parents[2] / "configs")
 
 
 @functools.cache

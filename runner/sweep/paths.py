@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runner.errors import SweepSpecError
+from runner.core import SweepSpecError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from runner import catalog, paths, redact
-from runner.errors import SweepSpecError
-from runner.expr import ExprError, evaluate
+from runner.core import SweepSpecError, redact
+from runner.sweep import catalog, paths
+from runner.sweep.expr import ExprError, evaluate
 
 T = TypeVar("T")
 

@@ -29,12 +29,12 @@ def tiny_model() -> str:
 def ray_local(tiny_model):
     import ray
 
-    from runner import cluster
+    from runner.cluster import connect
 
     tmp = tempfile.mkdtemp(prefix="ray-it-", dir="/tmp")  # short: AF_UNIX paths ≤ 107 bytes
     os.environ["RAY_TMPDIR"] = tmp
     os.environ.pop("RAY_ADDRESS", None)
-    cluster.connect()
+    connect()
     yield ray
     ray.shutdown()
 

@@ -1,7 +1,7 @@
 """configs/engines.yaml must list exactly the installed engine's argument names."""
 
-from runner import catalog
 from runner.engines import vllm as vllm_engine
+from runner.sweep import catalog
 
 
 def test_vllm_argument_catalogue_matches_installed_vllm():

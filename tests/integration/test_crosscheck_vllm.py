@@ -43,7 +43,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner import metrics, session
+from runner import session
+from runner.measure import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "tests" / "support" / "vllm_cli.py"

@@ -15,7 +15,8 @@ import io
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner import report, session
+from runner import session
+from runner.report import write as report
 
 BOTH = """
 name: engines-compared
@@ -116,7 +117,7 @@ def test_one_sweep_on_both_engines_and_a_report_that_compares_them(ray_local, ml
             assert row[other] == "unreachable" and row[ratio] == ""
 
     # the plots show what they claim: read back each PNG's titles, axis labels and legends
-    from runner.plots import describe
+    from runner.report.plots import describe
 
     d = tmp_path / "report"
     (pareto,) = describe(d / "pareto_tiny-llama_32x16.png")["axes"]

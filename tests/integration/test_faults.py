@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner.metrics import RequestRecord
-from runner.recorder import Recorder
-from runner.scheduler import Outcome
-from runner.spec import load
-from runner.store import Store
-from runner.trial import LoadPoint, ServingConfig, Status, Trial
+from runner.cluster.scheduler import Outcome
+from runner.measure.metrics import RequestRecord
+from runner.plan.trial import LoadPoint, ServingConfig, Status, Trial
+from runner.results.recorder import Recorder
+from runner.results.store import Store
+from runner.sweep.spec import load
 from tests.integration.faults import by_status, driver_env, start_driver, trial_runs, wait_for
 
 SLOW = """

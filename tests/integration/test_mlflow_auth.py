@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner.errors import StoreError
-from runner.store import Store
+from runner.core.errors import StoreError
+from runner.results.store import Store
 from tests.integration.faults import driver_env, start_driver
 from tests.integration.mlflow_server import MlflowServer
 

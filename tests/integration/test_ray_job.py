@@ -314,7 +314,7 @@ def test_ray_job_stop_kills_the_trial_and_a_later_job_completes_it(head, job_env
     """The first job's load stalls (the loadgen's test hook: a consumer that stops reading after 2
     chunks), so `ray job stop` surely lands mid-trial, however slowly the CLI starts on 2 busy cores.
     The second job runs the same sweep without the hook and completes the trial."""
-    from runner.loadgen import STALL_ENV
+    from runner.measure.loadgen import STALL_ENV
 
     uri, env = job_env
     sweep = write_sweep(SWEEP.format(name="job-stop", max_model_len=256, output_len=16, concurrency=1,

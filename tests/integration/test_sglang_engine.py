@@ -18,8 +18,8 @@ import textwrap
 import pytest
 import yaml
 
-from runner.actor import SANITY_OUTPUT, EngineActor
-from runner.trial import LoadPoint, ServingConfig
+from runner.cluster.actor import SANITY_OUTPUT, EngineActor
+from runner.plan.trial import LoadPoint, ServingConfig
 from tests.integration.conftest import ROOT
 
 LANE_ENV = {"SGLANG_USE_CPU_ENGINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}

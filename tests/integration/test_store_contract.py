@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner import spool
-from runner.store import Store
-from runner.sync import sync, upload
+from runner.results import spool
+from runner.results.store import Store
+from runner.results.sync import sync, upload
 from tests.integration.mlflow_server import MlflowServer
 
 USER, PASSWORD = "runner-admin", "contract-pw-7f3a"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from runner import apimode, grid, placement, rows
-from runner.errors import SweepSpecError
-from runner.spec import load
-from runner.trial import ServingConfig
+from runner.cluster import apimode, placement
+from runner.core.errors import SweepSpecError
+from runner.plan import grid
+from runner.plan.trial import ServingConfig
+from runner.report import rows
+from runner.sweep.spec import load
 from tests.unit.conftest import BASE
 
 ENDPOINT = BASE.replace("engine_args:\n  enforce_eager: true\n  max_num_seqs: [8, 32]\n", "") + \
@@ -86,8 +88,8 @@ def test_served_name_and_report_engine_label():
 def test_text_prompts_are_for_http_modes_and_keep_lengths(sweep_file):
     from tokenizers import Tokenizer
 
-    from runner import dataset
     from runner.engines.openai_http import same_length_text
+    from runner.measure import dataset
     from runner.tinymodel import build
 
     with pytest.raises(SweepSpecError, match=r"workload\.prompt_format"):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import catalog
+from runner.sweep import catalog
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GPUS = ("H100", "H200", "B200", "RTX-PRO-6000")
 LABEL = "ray.io/accelerator-type"
 

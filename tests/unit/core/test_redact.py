@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from runner import redact, spool
+from runner.core import redact
+from runner.results import spool
 
 
 @pytest.mark.parametrize("name", ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "hf_token", "engine_args.hf_token",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from runner import placement
+from runner.cluster import placement
+from runner.core.errors import SweepSpecError
 from runner.engines.sglang_nodes import NodeLaunch, gpus_per_node, host_port, launcher_args, node_layout, split_nodes
-from runner.errors import SweepSpecError
-from runner.spec import load
-from runner.trial import ServingConfig
+from runner.plan.trial import ServingConfig
+from runner.sweep.spec import load
 from tests.unit.conftest import BASE
 
 LABEL = placement.LABEL_KEY

@@ -1,7 +1,7 @@
-from runner.dataset import random_token_prompts
-from runner.metrics import RequestRecord
-from runner.trial import LoadPoint
-from runner.validity import check
+from runner.measure.dataset import random_token_prompts
+from runner.measure.metrics import RequestRecord
+from runner.measure.validity import check
+from runner.plan.trial import LoadPoint
 
 
 def test_prompts_have_exact_length_no_special_ids_and_are_reproducible():
@@ -36,7 +36,7 @@ def test_validity_gates():
 def test_range_ratio_conventions():
     import numpy as np
 
-    from runner.dataset import lengths
+    from runner.measure.dataset import lengths
     v = lengths(4000, 100, 0.5, "vllm", np.random.default_rng(0))
     s = lengths(4000, 100, 0.5, "sglang", np.random.default_rng(0))
     assert min(v) >= 50 and max(v) <= 150 and 95 < sum(v) / len(v) < 105     # [L(1-r), L(1+r)]
@@ -45,7 +45,7 @@ def test_range_ratio_conventions():
 
 
 def test_prefix_dataset_shares_a_prefix_within_groups():
-    from runner.dataset import build
+    from runner.measure.dataset import build
     p = build(6, 40, 8, {"kind": "prefix", "prefix_len": 30, "groups": 2}, vocab_size=500, special_ids=[0],
               seed=1, salt=())
     assert all(len(x) == 40 for x in p.ids) and p.output_lens == [8] * 6
@@ -56,7 +56,7 @@ def test_prefix_dataset_shares_a_prefix_within_groups():
 def test_file_datasets_jsonl_and_sharegpt(tmp_path):
     import json
 
-    from runner.dataset import build
+    from runner.measure.dataset import build
     enc = lambda text: [ord(c) for c in text]  # noqa: E731
     jl = tmp_path / "d.jsonl"
     jl.write_text('{"prompt": "hello", "output_len": 3}\n{"prompt": "hi"}\n')
@@ -75,7 +75,7 @@ def test_file_datasets_jsonl_and_sharegpt(tmp_path):
 def test_gamma_arrivals_have_the_requested_mean_rate_and_burstiness():
     import numpy as np
 
-    from runner.loadgen import arrivals
+    from runner.measure.loadgen import arrivals
     a = arrivals(20001, rate=4.0, burstiness=1.0, seed=0)
     gaps = np.diff(a)
     assert a[0] == 0.0 and abs(gaps.mean() - 0.25) < 0.01

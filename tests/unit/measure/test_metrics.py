@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from runner.metrics import RequestRecord, aggregate, lag_stats, pkey
+from runner.measure.metrics import RequestRecord, aggregate, lag_stats, pkey
 
 
 def rec(i, st, chunks, tokens=None, prompt=10, ok=True, intended=None):

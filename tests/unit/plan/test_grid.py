@@ -3,10 +3,10 @@
 import json
 
 from runner import cli
-from runner.grid import expand, group
-from runner.ids import canonical_json, content_id
-from runner.spec import load
-from runner.trial import LoadPoint, ServingConfig, Trial
+from runner.plan.grid import expand, group
+from runner.plan.ids import canonical_json, content_id
+from runner.plan.trial import LoadPoint, ServingConfig, Trial
+from runner.sweep.spec import load
 from tests.unit.conftest import BASE
 
 

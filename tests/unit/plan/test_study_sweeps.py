@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import catalog
-from runner.grid import expand, group
-from runner.spec import SweepSpec, load
-from runner.trial import Trial
+from runner.plan.grid import expand, group
+from runner.plan.trial import Trial
+from runner.sweep import catalog
+from runner.sweep.spec import SweepSpec, load
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SWEEPS = ROOT / "sweeps"
 FILES = sorted(p.name for p in SWEEPS.glob("*.yaml"))
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from runner import frontier
-from runner.frontier import interpolate, iso, pareto, ratio
+from runner.report import frontier
+from runner.report.frontier import interpolate, iso, pareto, ratio
 
 # x = tok/s/user, y = tok/s/GPU.
 #   0 (10, 100)  frontier
@@ -96,7 +96,7 @@ def test_curves_split_by_what_varies_and_never_mix_models_or_lengths():
 
 
 def test_default_levels_follow_the_data():
-    from runner.frontier import DEFAULT_LEVELS, default_levels
+    from runner.report.frontier import DEFAULT_LEVELS, default_levels
 
     def rows(*xs):
         return [{"status": "COMPLETED", "interactivity": x, "tput_per_gpu": 100.0} for x in xs]

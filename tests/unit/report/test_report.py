@@ -4,9 +4,10 @@ import csv
 
 import pytest
 
-from runner import report, tables
-from runner.rows import build_rows, parse_param
-from runner.tables import (
+from runner.report import tables
+from runner.report import write as report
+from runner.report.rows import build_rows, parse_param
+from runner.report.tables import (
     context_table,
     cost_table,
     ep_table,
@@ -159,7 +160,7 @@ def test_tables_of_an_empty_sweep_say_no_data():
 # --- plots ----------------------------------------------------------------------------------------------
 def test_plots_render_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from runner import plots
+    from runner.report import plots
 
     rows = []
     for hw, scale in (("H100", 1.0), ("H200", 1.6)):
@@ -178,8 +179,9 @@ def test_plots_render_pngs(tmp_path):
 
 # --- main() on a real (SQLite) MLflow ----------------------------------------------------------------
 def test_main_reports_partial_sweep_and_uploads(tmp_path, monkeypatch, sweep_file):
-    from runner import grid, spec
-    from runner.store import Store
+    from runner.plan import grid
+    from runner.results.store import Store
+    from runner.sweep import spec
 
     path = sweep_file()
     monkeypatch.chdir(tmp_path)
@@ -216,7 +218,8 @@ def test_main_reports_partial_sweep_and_uploads(tmp_path, monkeypatch, sweep_fil
 
 
 def test_build_rows_marks_missing_trials_pending(sweep_file):
-    from runner import grid, spec
+    from runner.plan import grid
+    from runner.sweep import spec
 
     trials = grid.expand(spec.load(sweep_file()))
     rows = build_rows(trials, {}, {"cpu": 0.0})

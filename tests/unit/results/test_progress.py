@@ -3,7 +3,7 @@
 import io
 import time
 
-from runner.progress import Progress
+from runner.results.progress import Progress
 
 
 def test_without_a_tty_only_permanent_lines_are_written():

@@ -1,6 +1,8 @@
 """The saved comparison view's state is a pure function of the sweep's trials."""
 
-from runner import grid, spec, views
+from runner.plan import grid
+from runner.results import views
+from runner.sweep import spec
 
 
 def test_state_filters_the_sweeps_trials_and_shows_what_varies(tmp_path):

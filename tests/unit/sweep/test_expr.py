@@ -1,6 +1,6 @@
 import pytest
 
-from runner.expr import ExprError, evaluate
+from runner.sweep.expr import ExprError, evaluate
 
 
 @pytest.mark.parametrize(("text", "want"), [

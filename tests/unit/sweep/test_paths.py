@@ -2,8 +2,9 @@
 
 import pytest
 
-from runner import grid, paths, spec
-from runner.errors import SweepSpecError
+from runner.core.errors import SweepSpecError
+from runner.plan import grid
+from runner.sweep import paths, spec
 
 SWEEP = """
 name: paths

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from runner import cli
-from runner.errors import SweepSpecError
-from runner.spec import load
+from runner.core.errors import SweepSpecError
+from runner.sweep.spec import load
 from tests.unit.conftest import BASE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_base_file_loads_and_normalises_axes(sweep_file):

@@ -21,7 +21,7 @@ def connect(verbose: bool = False) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = os.environ.get("RAY_ADDRESS")
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the runner package
     if address:
         in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # set by Ray for `ray job submit` entrypoints
         env = None if in_job else {"py_modules": [str(pkg)]}

@@ -1,0 +1,11 @@
+"""The bottom layer every package may use: the error types and the redaction of secrets.
+
+Nothing here imports another ``runner`` package.
+"""
+
+__version__ = "0.1.0"
+
+from runner.core import redact
+from runner.core.errors import EngineError, PlacementError, RunnerError, StoreError, SweepSpecError
+
+__all__ = ["EngineError", "PlacementError", "RunnerError", "StoreError", "SweepSpecError", "__version__", "redact"]
