@@ -107,7 +107,7 @@ import ray
 from ray.util import placement_group_table
 from ray.util.placement_group import remove_placement_group
 from runner import placement
-from runner.trial import ServingConfig
+from runner.plan.trial import ServingConfig
 
 ids = json.loads(sys.argv[1])
 ray.init(address=sys.argv[2])

@@ -1,7 +1,7 @@
 """Real SGLang (the CPU lane venv) behind the ``Engine`` protocol, on the tiny model.
 
 The engine actor runs in the lane's python (Ray ``py_executable``) and is driven exactly as
-``runner.scheduler`` drives it: start (sanity request included), one load point, stop, kill.
+``runner.cluster.scheduler`` drives it: start (sanity request included), one load point, stop, kill.
 A second test runs ``SglangEngine`` directly in a lane subprocess (its own process group,
 since ``Engine.shutdown`` kills every descendant of its caller) to pin abort and stats.
 The lane is built when missing; a failed build fails the test, it is never skipped.
@@ -101,7 +101,7 @@ SCRIPT = """
 import asyncio, json, sys
 
 from runner.engines.sglang import SglangEngine
-from runner.trial import ServingConfig
+from runner.plan.trial import ServingConfig
 
 
 async def wait_for(engine, pred, limit=30.0):

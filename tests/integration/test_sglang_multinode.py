@@ -91,7 +91,7 @@ def check_launchers(launchers: list[dict], h100_nodes: set[str]) -> None:
     assert launchers[0]["pid"] != launchers[1]["pid"]
 
 
-# Both scripts below start, as runner.scheduler does, one engine actor for an SGLang TP=2 replica
+# Both scripts below start, as runner.cluster.scheduler does, one engine actor for an SGLang TP=2 replica
 # split over the two fake nodes: the request, its group (named GROUP) and the actor on bundle 0
 # with the request's resources and multi_node, in the SGLang lane.
 SETUP = """
@@ -100,8 +100,8 @@ import ray
 from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from runner import placement
-from runner.actor import EngineActor
-from runner.trial import ServingConfig
+from runner.cluster.actor import EngineActor
+from runner.plan.trial import ServingConfig
 
 address, lane, model, env = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 ray.init(address=address)
@@ -121,7 +121,7 @@ actor = ray.remote(EngineActor).options(
 
 ACTOR = 'GROUP = "runner:sglang-mn:x-1-r0"\n' + SETUP + """
 from ray.util import placement_group_table
-from runner.trial import LoadPoint
+from runner.plan.trial import LoadPoint
 
 out = {"bundles": req.bundles, "strategy": req.strategy, "actor_resources": req.actor_resources,
        "check": placement.check([req], nodes),
@@ -271,7 +271,7 @@ from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from runner import placement
 from runner.engines.sglang_nodes import follower_options, host_port, launcher_args, node_layout
-from runner.trial import ServingConfig
+from runner.plan.trial import ServingConfig
 
 ray.init(address=sys.argv[1])
 nodes = ray.nodes()
@@ -294,7 +294,7 @@ class Where:
                 "gpu_ids": sorted(str(g) for g in ray.get_gpu_ids())}
 
 
-# the engine actor exactly as runner.scheduler places it, then each follower exactly as NodeGroup does
+# the engine actor exactly as runner.cluster.scheduler places it, then each follower exactly as NodeGroup does
 rank0 = Where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
     pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True), **req.actor_resources).remote()
 here = ray.get(rank0.where.remote(), timeout=60)

@@ -51,7 +51,7 @@ def _trial(**load_kw):
 
 def test_trial_id_is_pinned():
     # Pinned on purpose: if this changes, every stored result stops counting as done.
-    # Change it only together with runner.ids.SCHEMA_VERSION.
+    # Change it only together with runner.plan.ids.SCHEMA_VERSION.
     t = _trial()
     assert t.trial_id == PINNED_TRIAL_ID
     assert t.serving.serving_config_id == PINNED_SERVING_ID
