@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv model browser demo report-demo test test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client bench-api crosscheck clean
+.PHONY: venv model browser demo report-demo test test-busy test-unit test-integration lint mlflow-ui bench bench-scheduler bench-client bench-api crosscheck clean
 
 venv: .venv/.ready
 .venv/.ready: requirements/cpu-lock.txt Makefile
@@ -52,6 +52,12 @@ browser:
 test: venv model browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+
+# The same suite on a busy machine: a CPU-bound process spins on core 0 for the whole run. Not part
+# of `make test` (CI); run it before changing a test that waits on or measures time.
+test-busy: venv model browser
+	$(PY) -m ruff check .
+	scripts/with-cpu-hog.sh $(PY) -m pytest -q tests
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit

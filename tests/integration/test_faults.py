@@ -53,7 +53,8 @@ def _sweep(write_sweep, name, seqs="4", conc="1", request_s=60):
 def test_killed_driver_leaves_a_stale_run_that_the_next_run_reclaims(address, mlflow_env, write_sweep, tmp_path):
     sweep = _sweep(write_sweep, "f-kill-driver", conc="[1, 2]")
     env = driver_env(address)
-    p = start_driver(sweep, env, tmp_path / "first.log")
+    # the first driver's load stalls (the consumer stops reading), so SIGKILL surely lands mid-trial
+    p = start_driver(sweep, driver_env(address, RUNNER_TEST_STALL_AFTER_CHUNKS="2"), tmp_path / "first.log")
     wait_for(lambda: by_status(trial_runs(mlflow_env, "f-kill-driver")).get("RUNNING"), 180, "a RUNNING trial")
     os.kill(p.pid, signal.SIGKILL)
     p.wait(30)
@@ -96,18 +97,18 @@ def test_killed_engine_actor_fails_its_trial_and_the_next_config_still_runs(addr
 def test_stalled_stream_gives_request_timeout_and_does_not_hang(address, mlflow_env, write_sweep, tmp_path):
     sweep = _sweep(write_sweep, "f-stall", request_s=3)
     env = driver_env(address, RUNNER_TEST_STALL_AFTER_CHUNKS="3")
-    t0 = time.monotonic()
     p = start_driver(sweep, env, tmp_path / "run.log")
-    assert p.wait(300) == 1, (tmp_path / "run.log").read_text()
-    assert time.monotonic() - t0 < 200
+    assert p.wait(300) == 1, (tmp_path / "run.log").read_text()  # ends by itself: p.wait raises on a hang
     [run] = trial_runs(mlflow_env, "f-stall")
     assert run.data.tags["runner.status"] == "FAILED" and run.data.tags["runner.reason"] == "request_timeout"
     assert "output_throughput" not in run.data.metrics
 
 
 def test_sigterm_marks_running_trials_killed_and_exits_nonzero(address, mlflow_env, write_sweep, tmp_path):
-    sweep = _sweep(write_sweep, "f-sigterm")
-    p = start_driver(sweep, driver_env(address), tmp_path / "run.log")
+    # the load stalls after 2 chunks (a consumer that stops reading, for longer than the test), so the
+    # trial is surely still RUNNING when SIGTERM lands, however fast or slow the machine
+    sweep = _sweep(write_sweep, "f-sigterm", request_s=600)
+    p = start_driver(sweep, driver_env(address, RUNNER_TEST_STALL_AFTER_CHUNKS="2"), tmp_path / "run.log")
     wait_for(lambda: by_status(trial_runs(mlflow_env, "f-sigterm")).get("RUNNING"), 180, "a RUNNING trial")
     p.send_signal(signal.SIGTERM)
     assert p.wait(60) != 0

@@ -25,7 +25,8 @@ workload:
   input_len: 16
   output_len: 32
   concurrency: [1, 2, 3]
-  num_prompts: 30
+  request_rate: 4        # arrivals 0.25 s apart: each trial lasts >= 7 s by its schedule, so the server
+  num_prompts: 30        # surely stops while trials 2 and 3 run, however fast the engine
   warmup: 1
 """
 

@@ -320,7 +320,10 @@ def test_ray_job_stop_kills_the_trial_and_a_later_job_completes_it(head, job_env
     sweep = write_sweep(SWEEP.format(name="job-stop", max_model_len=256, output_len=16, concurrency=1,
                                      num_prompts=6) + "timeouts: {request_s: 300}\n", "job-stop.yaml")
     [tid] = _trial_ids(sweep)
-    sid, p = head.submit(["python", "-m", "runner", "run", sweep], {**env, STALL_ENV: "2"}, wait=False)
+    # Ray SIGKILLs a stopped job RAY_JOB_STOP_WAIT_TIME_S after its SIGTERM (3 s by default, read by the
+    # job's supervisor from the job's env): the driver's graceful stop must not race that on a busy machine.
+    stopping = {**env, STALL_ENV: "2", "RAY_JOB_STOP_WAIT_TIME_S": "120"}
+    sid, p = head.submit(["python", "-m", "runner", "run", sweep], stopping, wait=False)
     assert p.returncode == 0, p.stderr
     wait_for(lambda: by_status(trial_runs(uri, "job-stop")).get("RUNNING"), 300, "the trial to be RUNNING")
     time.sleep(3)                                                           # into the load

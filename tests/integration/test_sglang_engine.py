@@ -98,18 +98,24 @@ def test_sglang_argument_catalogue_matches_lane(lane):
 
 
 SCRIPT = """
-import asyncio, json, sys
+import asyncio, json, sys, time
 
 from runner.engines.sglang import SglangEngine
 from runner.plan.trial import ServingConfig
 
+LONG = 4000  # tokens: 32 + 4000 < the tiny model's 4096 context; no request can end while it is probed
 
-async def wait_for(engine, pred, limit=30.0):
-    for _ in range(int(limit / 0.1)):
+
+async def wait_for(engine, pred, limit, alive=()):
+    # Poll the sampled stats; the requests under test stay in flight meanwhile (they are LONG), so
+    # a slow or busy machine only makes this wait longer, it cannot make the state pass.
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
         if pred(engine.stats()):
             return engine.stats()
+        assert not any(t.done() for t in alive), "a request ended before the probe saw it"
         await asyncio.sleep(0.1)
-    raise AssertionError(f"stats never matched: {engine.stats()}")
+    raise AssertionError(f"stats never matched in {limit} s: {engine.stats()}")
 
 
 async def main(model):
@@ -118,24 +124,49 @@ async def main(model):
                                      engine_args={"mem_fraction_static": 0.05}))
     try:
         prompt = list(range(10, 42))
+        counts, ends = {}, {}
 
-        async def consume(rid, n):
-            ds = [d async for d in engine.generate(prompt, n, ignore_eos=True, temperature=0.0, request_id=rid)]
-            return [sum(d.new_tokens for d in ds), ds[-1].finish_reason, ds[-1].finished]
+        async def consume(rid):
+            counts[rid] = 0
+            async for d in engine.generate(prompt, LONG, ignore_eos=True, temperature=0.0, request_id=rid):
+                counts[rid] += d.new_tokens
+                if d.finished:
+                    ends[rid] = [counts[rid], d.finish_reason]
+            return ends.get(rid)
 
-        # "x-1" is a prefix of "x-10" and "x-11": SGLang aborts by rid prefix
-        tasks = {rid: asyncio.create_task(consume(rid, 200)) for rid in ("x-1", "x-10", "x-11")}
-        busy = await wait_for(engine, lambda s: s.get("num_running_reqs", 0) >= 3)
+        # "x-1" is a prefix of "x-10" and "x-11": an abort by rid prefix would take all three
+        tasks = {rid: asyncio.create_task(consume(rid)) for rid in ("x-1", "x-10", "x-11")}
+        busy = await wait_for(engine, lambda s: s.get("num_running_reqs", 0) >= 3, 120, tasks.values())
         await engine.abort("x-1")
-        result = {rid: await t for rid, t in tasks.items()}
+        x1 = await asyncio.wait_for(tasks["x-1"], 60)
+        # the others go on decoding after x-1 has ended: they were not aborted with it
+        after = {rid: counts[rid] for rid in ("x-10", "x-11")}
+        t0 = time.monotonic()
+        while any(counts[r] < after[r] + 16 for r in after) and time.monotonic() - t0 < 60:
+            assert not tasks["x-10"].done() and not tasks["x-11"].done(), ends
+            await asyncio.sleep(0.05)
+        going = {rid: [counts[rid] - after[rid], tasks[rid].done()] for rid in after}
+        for rid in after:
+            tasks[rid].cancel()  # closing a stream aborts its request
+        await asyncio.gather(*(tasks[r] for r in after), return_exceptions=True)
+        await wait_for(engine, lambda s: s.get("num_running_reqs", 1) == 0, 60)
 
-        # a stream closed early aborts its request: the engine goes idle long before 2000 tokens
-        stream = engine.generate(prompt, 2000, ignore_eos=True, temperature=0.0, request_id="y-1")
-        await stream.__anext__()
-        await wait_for(engine, lambda s: s.get("num_running_reqs", 0) >= 1)
+        # a stream closed early aborts its request: the engine goes idle long before LONG tokens,
+        # measured against this request's own decode speed
+        stream = engine.generate(prompt, LONG, ignore_eos=True, temperature=0.0, request_id="y-1")
+        got = (await stream.__anext__()).new_tokens
+        t_first = time.monotonic()
+        while got < 64:
+            got += (await stream.__anext__()).new_tokens
+        per_token_s = (time.monotonic() - t_first) / max(got - 1, 1)
+        rest_s = (LONG - got) * per_token_s
+        await wait_for(engine, lambda s: s.get("num_running_reqs", 0) >= 1, 60)
+        t_close = time.monotonic()
         await stream.aclose()
-        idle = await wait_for(engine, lambda s: s.get("num_running_reqs", 1) == 0, limit=10.0)
-        print(json.dumps({"result": result, "busy": busy, "idle": idle}))
+        idle = await wait_for(engine, lambda s: s.get("num_running_reqs", 1) == 0, max(rest_s, 10.0))
+        idle_s = time.monotonic() - t_close
+        print(json.dumps({"x1": x1, "going": going, "busy": busy, "idle": idle,
+                          "idle_s": idle_s, "rest_s": rest_s}))
     finally:
         await engine.stop()
 
@@ -148,10 +179,10 @@ if __name__ == "__main__":
 def test_sglang_abort_is_exact_and_stats_are_sampled(lane, tiny_model, tmp_path):
     script = tmp_path / "abort_probe.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    out = json.loads(lane_python(lane, [str(script), tiny_model], timeout=300).strip().splitlines()[-1])
-    res = out["result"]
-    assert res["x-1"][1] == "abort" and res["x-1"][0] < 200 and res["x-1"][2], res
-    assert res["x-10"] == [200, "length", True] and res["x-11"] == [200, "length", True], res
+    out = json.loads(lane_python(lane, [str(script), tiny_model], timeout=600).strip().splitlines()[-1])
+    x1, going = out["x1"], out["going"]
+    assert x1[1] == "abort" and 0 < x1[0] < 4000, out
+    assert all(n >= 16 and not done for n, done in going.values()), out
     busy, idle = out["busy"], out["idle"]
     # identical prompts share one radix-cached copy: used tokens = 32 + decoded ones
     assert busy["num_running_reqs"] >= 3 and busy["kv_cache_used_tokens"] > 32, busy
@@ -159,3 +190,4 @@ def test_sglang_abort_is_exact_and_stats_are_sampled(lane, tiny_model, tmp_path)
     assert set(busy) == {"kv_cache_usage", "num_running_reqs", "num_waiting_reqs", "kv_cache_used_tokens",
                          "prefix_cache_hit_rate_recent"}, busy
     assert idle["num_running_reqs"] == 0, idle
+    assert out["idle_s"] < out["rest_s"] / 2, out  # idle well before the rest of its tokens could be decoded

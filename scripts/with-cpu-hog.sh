@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run a command on a busy machine: a CPU-bound process spins on one core (HOG_CORE, default 0) for
+# the whole run, as another program sharing the host would. The hog is this script's own child and
+# is stopped by its PID when the command ends; the command's exit code is this script's.
+set -euo pipefail
+core="${HOG_CORE:-0}"
+taskset -c "$core" python3 -c 'while True: pass' &
+hog=$!
+trap 'kill "$hog" 2>/dev/null || true' EXIT
+echo "with-cpu-hog: pid $hog spins on core $core"
+"$@"
