@@ -158,10 +158,24 @@ class ClientActor(EngineActor):
         return OpenAIHttpEngine(base_url=self.url, model=served_name(self.config), api_key_env=env)
 
 
-def classify_start_error(e: BaseException) -> str:
-    """Map an engine start exception to a failure reason (``runner.plan.trial.FAILURE_REASONS``)."""
-    text = f"{type(e).__name__}: {e}".lower() + log_tail(200).lower()
-    if "out of memory" in text or "outofmemory" in text or "insufficient memory" in text:
+#: Start errors of the out-of-memory class (a retry on a less loaded device may cure them), as the
+#: engines word them: vLLM 0.32/0.33 ``v1/worker/utils.py`` request_memory ("Free memory on device …
+#: on startup is less than desired GPU memory utilization", a ValueError), ``kv_cache_utils.py`` /
+#: 0.33 ``kv_cache_planning.py`` (no memory for the cache blocks; KV cache for max_model_len larger
+#: than what is available); SGLang 0.5.23 ``pool_configurator.py`` ("Not enough memory. Please try to
+#: increase --mem-fraction-static") and ``kv_cache_configurator.py`` ("Loaded weights leave no GPU
+#: memory for the KV cache"); CUDA's own "out of memory".
+OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "less than desired gpu memory utilization",
+               "exceed the desired gpu memory utilization", "no available memory for the cache blocks",
+               "larger than the available kv cache memory", "not enough memory. please try to increase",
+               "leave no gpu memory for the kv cache")
+
+
+def classify_start_error(e: BaseException, tail: str | None = None) -> str:
+    """Map an engine start exception to a failure reason (``runner.plan.trial.FAILURE_REASONS``);
+    ``tail``: the engine's log tail (default: this worker's own)."""
+    text = f"{type(e).__name__}: {e}".lower() + (log_tail(200) if tail is None else tail).lower()
+    if any(m in text for m in OOM_MARKERS):
         return "engine_start_error.oom"
     if any(s in text for s in ("no such file", "does not appear to have", "repository not found",
                                "is not a local folder", "can't load the configuration", "not found")):

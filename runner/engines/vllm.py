@@ -42,6 +42,27 @@ def _stat_logger_factory(sink: dict[str, float]):
     return _Sink
 
 
+#: Where ``make_arg_parser`` (``vllm serve``'s argument parser) lives: vLLM 0.33 moved it from
+#: ``entrypoints/launchers/cli_args.py`` to ``entrypoints/common/cli_args.py`` and left no alias;
+#: ``build_app`` (``launchers/app.py``) and ``init_app_state`` (``launchers/api_server/app_state.py``)
+#: kept their modules and signatures in both (read from the 0.32.0 and 0.33.0 wheels).
+CLI_ARGS_MODULES = ("vllm.entrypoints.common.cli_args", "vllm.entrypoints.launchers.cli_args")
+
+
+def first_module(names: tuple[str, ...]) -> Any:
+    """Import the first of ``names`` that the installed packages hold (a version's layout)."""
+    import importlib
+    import importlib.util
+
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return importlib.import_module(name)
+        except ModuleNotFoundError:  # a parent package missing: not this layout
+            continue
+    raise ImportError(f"none of {', '.join(names)} is installed")
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -79,9 +100,9 @@ class VllmEngine:
         import uvicorn
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.entrypoints.launchers.app import build_app
-        from vllm.entrypoints.launchers.cli_args import make_arg_parser
         from vllm.utils.argparse_utils import FlexibleArgumentParser
 
+        make_arg_parser = first_module(CLI_ARGS_MODULES).make_arg_parser
         args = make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", config.model_path])
         name = config.engine_args.get("served_model_name") or config.model
         args.served_model_name = [name] if isinstance(name, str) else list(name)
