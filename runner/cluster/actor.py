@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-from runner.engines import load_engine
+from runner.engines import MODULES, VersionDrift, load_engine, version_drift
 from runner.measure import dataset, loadgen
 from runner.plan import LoadPoint, ServingConfig
 
@@ -46,9 +46,20 @@ class EngineActor:
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
-    async def start(self, request_timeout_s: float) -> dict[str, Any]:
-        """Start the engine and send the sanity request; return timing, versions, placement."""
+    async def start(self, request_timeout_s: float, catalogue_version: str | None = None) -> dict[str, Any]:
+        """Start the engine and send the sanity request; return timing, versions, placement.
+
+        ``catalogue_version``: the engine version the sweep's arguments were checked against; an
+        installed engine of another version is named in ``version_note``, or, when it lacks an
+        argument the sweep gives, fails the start before the engine loads (both versions named).
+        """
         t0 = time.perf_counter()
+        note = None
+        try:
+            if self.config.engine in MODULES:
+                note = version_drift(self.config.engine, catalogue_version, self.config.engine_args)
+        except VersionDrift as e:
+            return {"ok": False, "reason": "engine_start_error.bad_argument", "error": str(e), "log_tail": ""}
         try:
             self.engine = self._engine()
             await self.engine.start(self.config, multi_node=self.multi_node)
@@ -62,7 +73,7 @@ class EngineActor:
                                          temperature=0.0, timeout_s=request_timeout_s, tag="sanity")
         got = recs[0].output_tokens
         info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
-                **self.where()}
+                **self.where(), **({"version_note": note} if note else {})}
         launchers = getattr(self.engine, "launchers", None)
         if launchers:  # an engine spanning nodes with one launcher per node (SGLang): where each one runs
             info["launchers"] = launchers

@@ -36,7 +36,7 @@ from runner.cluster import apimode, lanes, placement
 from runner.core import RunnerError
 from runner.measure import loadgen
 from runner.plan import ServingConfig, Status, Trial
-from runner.sweep import TimeoutSpec
+from runner.sweep import TimeoutSpec, catalog
 
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
@@ -251,7 +251,8 @@ class Scheduler:
             x.actors.append(cls.options(scheduling_strategy=strategy, runtime_env=rt or None,
                                         max_restarts=0, **req.actor_resources).remote(config, i, req.spans_nodes,
                                                                                       host))
-        self._wait(x, "starting", [a.start.remote(self.timeouts.request_s) for a in x.actors],
+        version = catalog.engines().get(x.serving.engine, {}).get("version")
+        self._wait(x, "starting", [a.start.remote(self.timeouts.request_s, version) for a in x.actors],
                    self.timeouts.engine_start_s)
 
     def _start_clients(self, x: Launch, urls: list[str]) -> None:

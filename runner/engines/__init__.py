@@ -4,7 +4,8 @@ nodes), ``simulated`` (SIMULATION ONLY: holds resources) and ``openai_http`` (an
 server over HTTP). Engine libraries are imported only inside the actor, when an engine starts."""
 
 from runner.engines import sglang_nodes
-from runner.engines.base import MODULES, Delta, Engine, load_engine
+from runner.engines.base import MODULES, Delta, Engine, VersionDrift, load_engine, version_drift
 from runner.engines.openai_http import OpenAIHttpEngine
 
-__all__ = ["MODULES", "Delta", "Engine", "OpenAIHttpEngine", "load_engine", "sglang_nodes"]
+__all__ = ["MODULES", "Delta", "Engine", "OpenAIHttpEngine", "VersionDrift", "load_engine", "sglang_nodes",
+           "version_drift"]

@@ -88,3 +88,34 @@ async def cancel(task: asyncio.Task | None) -> None:
 def engine_kwargs(config: ServingConfig, reserved: dict[str, Any]) -> dict[str, Any]:
     """Engine arguments plus the reserved ones the runner sets from the sweep's own keys."""
     return {**config.engine_args, **reserved}
+
+
+class VersionDrift(ValueError):
+    """The installed engine lacks an argument the sweep gives it (its catalogue is another version's)."""
+
+
+def version_drift(name: str, catalogue_version: str | None, engine_args: dict[str, Any]) -> str | None:
+    """Compare the installed engine with the version its argument catalogue (``configs/engines.yaml``,
+    which ``validate`` checked the sweep against) was built from.
+
+    Same version (local build suffixes such as ``+cpu`` ignored), or no catalogue version: ``None``.
+    Another version that knows every argument the sweep gives: a note naming both versions, to be
+    shown and recorded. Another version that lacks one: ``VersionDrift`` naming both versions and
+    the missing arguments, before the engine is started.
+    """
+    mod = importlib.import_module(MODULES[name])
+    installed = getattr(mod, "installed_version", None)
+    if catalogue_version is None or installed is None:
+        return None
+    have, want = str(installed()).split("+")[0], str(catalogue_version).split("+")[0]
+    if have == want:
+        return None
+    missing = sorted(set(engine_args) - set(mod.argument_names()))
+    if missing:
+        raise VersionDrift(f"{name} {have} is installed here, but the engine-argument catalogue the sweep was "
+                           f"checked against is {name} {want}'s, and {name} {have} has no argument "
+                           f"{', '.join(missing)}: install {name}=={want} on the engine nodes "
+                           f"(pip install '.[{name}]') or drop the argument")
+    return (f"{name} {have} is installed here; the engine-argument catalogue is {name} {want}'s "
+            f"(every argument of the sweep exists in {have})")
+

