@@ -34,7 +34,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runner.engines.base import Delta, cancel, engine_kwargs
-from runner.engines.sglang_nodes import NodeGroup, kill_own_children, placed, resolved
+from runner.engines.sglang_nodes import (
+    NodeGroup,
+    free_port_below_ephemeral,
+    free_port_range,
+    kill_own_children,
+    placed,
+    resolved,
+)
 from runner.plan import ServingConfig
 
 #: Seconds between two reads of SGLang's load snapshot.
@@ -122,6 +129,10 @@ class SglangEngine:
         if os.environ.get("SGLANG_USE_CPU_ENGINE") == "1":
             kwargs.setdefault("device", "cpu")
         kwargs.setdefault("random_seed", 0)
+        # engines sharing a node never share a port: SGLang's own default is port 30000 for every
+        # engine, and its nccl_port a random pick at start (reserved arguments: the sweep cannot set them)
+        kwargs["port"] = free_port_range()
+        kwargs["nccl_port"] = free_port_below_ephemeral()
         kwargs.setdefault("log_level", "warning")  # SGLang's Engine default ("error") hides start-up causes
         return kwargs
 

@@ -130,10 +130,59 @@ def host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _free_port() -> int:
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_below_ephemeral() -> int:
+    """A free TCP port in 22000-29999, below the ephemeral range, as SGLang 0.5.23 chooses its own
+    ``nccl_port`` (``utils/network.py`` get_free_port_below_ephemeral: 64 random candidates, each
+    test-bound on 0.0.0.0): an OS-assigned ephemeral port may be handed to some outgoing connection
+    before the rendezvous binds it. Falls back to an OS-assigned port when none is free."""
+    import random
+
+    hi = min(29999, _ephemeral_low() - 1)
+    for port in random.sample(range(22000, hi + 1), min(64, max(hi - 21999, 0))):
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
+
+
+#: Ports SGLang 0.5.23 derives from ``port`` (``server_args.py`` PortArgs.init_new): with DP attention
+#: on one node, ``port + 233`` (ZMQ_TCP_PORT_DELTA) is the distributed-init port and the next six
+#: (tokenizer, detokenizer, rpc, metrics, scheduler input, load collector) follow it.
+SGLANG_PORT_SPAN = 233 + 7
+
+
+def free_port_range(span: int = SGLANG_PORT_SPAN, tries: int = 64) -> int:
+    """A port ``p`` such that ``p`` and ``p + span - 1`` … are free: ``p`` and every port SGLang derives
+    from it (checked by binding each), so two engines on one node never share one. In 30000-59999."""
+    import random
+
+    for _ in range(tries):
+        p = random.randrange(30000, 60000 - span)
+        if all(_bindable(q) for q in (p, *range(p + 233, p + span))):
+            return p
+    raise RuntimeError(f"no free range of {span} ports found in 30000-59999")
+
+
+def _free_port() -> int:
+    return free_port_below_ephemeral()
 
 
 def placed() -> dict[str, Any]:
