@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any
 
+from runner.cluster import apimode
 from runner.engines import MODULES, VersionDrift, load_engine, version_drift
 from runner.measure import dataset, loadgen
 from runner.plan import LoadPoint, ServingConfig
@@ -87,7 +88,7 @@ class EngineActor:
                 return {"ok": False, "reason": "engine_start_error.bad_argument", **info,
                         "error": f"engine {self.config.engine} cannot serve its OpenAI API in-process (api: openai)"}
             try:
-                info["url"] = await serve(self.config, self.serve_host)
+                info["url"] = await serve(self.config, apimode.bind_host(self.serve_host))
             except Exception as e:
                 return {"ok": False, "reason": "engine_start_error", **info, "error": _short(e),
                         "log_tail": log_tail(80) + "\n\n" + _tail(traceback.format_exc())}

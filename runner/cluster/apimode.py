@@ -44,11 +44,21 @@ def client_bundle(req: placement.Request) -> int:
     return len(req.bundles) - 1
 
 
+#: ``serve_host`` value meaning "this engine actor's own node address", resolved inside the actor.
+NODE_ADDRESS = "node-address"
+
+
 def serve_host(req: placement.Request) -> str:
     """Where the engine actor's HTTP server listens: loopback when its client shares the node
-    (STRICT_PACK), else this node's IP (the client may sit on another node of the group)."""
-    if not req.spans_nodes:
-        return "127.0.0.1"
+    (STRICT_PACK), else ``NODE_ADDRESS``: the engine actor's own node IP, which only the actor can
+    know (the driver's node is not the engine's on a real cluster; see ``bind_host``)."""
+    return "127.0.0.1" if not req.spans_nodes else NODE_ADDRESS
+
+
+def bind_host(host: str) -> str:
+    """``serve_host``'s answer as an address to bind, resolved where it is called (in the actor)."""
+    if host != NODE_ADDRESS:
+        return host
     import ray
 
     return ray.util.get_node_ip_address()

@@ -75,6 +75,17 @@ def test_each_mode_asks_the_cluster_for_what_it_runs():
     assert placement.check([engine], [_node(8, cpus=1)]) is None
 
 
+def test_a_server_spanning_nodes_listens_on_the_engine_actors_own_node_address():
+    spanning = apimode.request(_config("openai", tp=16), [_node(8), _node(8)])
+    assert spanning.spans_nodes
+    # the driver never picks an address (its node is not the engine's): the actor resolves it on its node
+    assert apimode.serve_host(spanning) == apimode.NODE_ADDRESS
+    import ray
+
+    assert apimode.bind_host(apimode.NODE_ADDRESS) == ray.util.get_node_ip_address()
+    assert apimode.bind_host("127.0.0.1") == "127.0.0.1"
+
+
 def test_served_name_and_report_engine_label():
     assert apimode.served_name(_config("openai")) == "m"
     named = ServingConfig(engine="vllm", model="m", model_path="/m", hardware="cpu", api="openai",
