@@ -102,7 +102,8 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
             print(f"removed {removed} orphaned placement group(s) of this sweep", file=out)
         sched = Scheduler(spec.name, list(grid.group(todo).values()), spec.timeouts,
                           on_start=rec.on_start, on_end=rec.on_end, max_parallel=max_parallel,
-                          label_key=spec.placement.label_key, starvation_s=spec.placement.starvation_s)
+                          label_key=spec.placement.label_key, starvation_s=spec.placement.starvation_s,
+                          env=spec.env)
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, lambda *_: setattr(sched, "stopping", True))
         try:

@@ -43,9 +43,11 @@ class EngineActor:
         import ray
 
         ctx = ray.get_runtime_context()
+        env = (ctx.runtime_env or {}).get("env_vars") or {}
         return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid(),
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "env_names": sorted(k for k in env if k in os.environ)}  # names only: values may be secret
 
     async def start(self, request_timeout_s: float, catalogue_version: str | None = None) -> dict[str, Any]:
         """Start the engine and send the sanity request; return timing, versions, placement.

@@ -92,8 +92,9 @@ class Scheduler:
     def __init__(self, sweep: str, groups: list[list[Trial]], timeouts: TimeoutSpec, *,
                  on_start: Callable[[Trial, dict], None], on_end: Callable[[Outcome], None],
                  max_parallel: int | None = None, label_key: str = placement.LABEL_KEY,
-                 starvation_s: float = 120.0):
+                 starvation_s: float = 120.0, env: dict[str, str] | None = None):
         self.sweep, self.timeouts, self.label_key = sweep, timeouts, label_key
+        self.env = dict(env or {})  # the sweep's own engine environment (network settings), over the lane's
         self.on_start, self.on_end = on_start, on_end
         self.max_parallel, self.starvation_s = max_parallel or 10**9, starvation_s
         self.launches = [Launch(g[0].serving, list(g)) for g in groups]
@@ -236,6 +237,7 @@ class Scheduler:
         env.update(x.reqs[0].env)
         runtime, lane_env = lanes.runtime_env(x.serving.lane)
         env.update(lane_env)
+        env.update(self.env)  # inherited by the engine's own Ray workers and followers on other nodes
         if "py_executable" in runtime and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
             env.setdefault("PYTHONPATH", str(lanes.REPO))  # another venv: give it this package
         if x.serving.api == "endpoint":

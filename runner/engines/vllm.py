@@ -63,6 +63,23 @@ def first_module(names: tuple[str, ...]) -> Any:
     raise ImportError(f"none of {', '.join(names)} is installed")
 
 
+def compile_cache_root(environ: dict[str, str] | None = None) -> str:
+    """This replica's own ``VLLM_CACHE_ROOT``: vLLM's root (``$VLLM_CACHE_ROOT``, else
+    ``$XDG_CACHE_HOME/vllm`` or ``~/.cache/vllm``, as ``vllm/envs.py``) plus a folder named for the
+    devices the replica holds. vLLM 0.32/0.33 key their torch.compile cache by rank and DP rank only
+    (``rank_0_0``), not by device, and two engines starting at once on one node corrupt a shared one
+    (vllm-project/vllm#24601); replicas at once on one node hold disjoint devices, so their folders
+    differ, and a later launch on the same devices reuses its cache. Without CUDA devices (CPU
+    engines) the folder is the process's own."""
+    import os
+
+    env = os.environ if environ is None else environ
+    base = env.get("VLLM_CACHE_ROOT") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vllm")
+    devices = (env.get("CUDA_VISIBLE_DEVICES") or "").replace(",", "-")
+    return os.path.join(base, f"runner-gpus-{devices}" if devices else f"runner-pid-{os.getpid()}")
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -71,10 +88,15 @@ class VllmEngine:
         self._stats: dict[str, float] = {}
         self._server: Any = None
         self._server_task: Any = None
+        self._cache_root = ""
 
     async def start(self, config: ServingConfig, *, multi_node: bool = False) -> None:
+        import os
+
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._cache_root = os.environ["VLLM_CACHE_ROOT"] = compile_cache_root()  # read by vllm.envs lazily
 
         kwargs = engine_kwargs(config, {
             "model": config.model_path, "tensor_parallel_size": config.tp,
@@ -165,7 +187,7 @@ class VllmEngine:
         import vllm
 
         return {"engine": "vllm", "engine_version": vllm.__version__, "torch": torch.__version__,
-                "transformers": transformers.__version__}
+                "transformers": transformers.__version__, "compile_cache": self._cache_root}
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -146,6 +146,9 @@ class SweepSpec(Strict):
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
     max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
     lanes: dict[str, str] = Field(default_factory=dict, description="Engine name → lane (configs/lanes.yaml).")
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict, description="Environment of the engine processes (NCCL_*, FI_*, …), over the lane's; "
+                                          "never the driver's whole environment. Not part of trial ids.")
 
     @property
     def experiment_name(self) -> str:
@@ -235,6 +238,10 @@ def _check(file: str, spec: SweepSpec) -> None:
         if ids.index(mid) != i:
             raise SweepSpecError(file, f"models[{i}].id", mid, "ids unique within the sweep")
     _check_workload(file, spec.workload)
+    for name in spec.env:
+        if name in RUNNER_ENV or name.startswith("RAY_"):
+            raise SweepSpecError(file, f"env.{name}", name, "a variable the runner and Ray leave alone (not "
+                                 f"{', '.join(RUNNER_ENV)} or RAY_*): they set it per engine actor")
     allowed = set(AXES)
     for i, rule in enumerate(spec.exclude):
         if not rule:
@@ -243,6 +250,11 @@ def _check(file: str, spec: SweepSpec) -> None:
             if key not in allowed and not key.startswith("engine_args."):
                 raise SweepSpecError(file, f"exclude[{i}].{key}", key,
                                      ", ".join(AXES) + ", engine_args.<name>")
+
+
+#: Environment variables the runner or Ray set per engine actor, which a sweep's ``env`` may not.
+RUNNER_ENV = ("CUDA_VISIBLE_DEVICES", "PYTHONPATH", "VLLM_CACHE_ROOT", "VLLM_HOST_IP", "VLLM_PORT",
+              "VLLM_RAY_BUNDLE_INDICES", "VLLM_CPU_OMP_THREADS_BIND")
 
 
 #: Engines whose own OpenAI-compatible server the engine actor can serve in-process (``api: openai``).

@@ -33,6 +33,7 @@ workload:
   num_prompts: "3 * concurrency"
   warmup: 1
   seed: 3
+env: {NCCL_DEBUG: WARN}   # reaches the engine processes; not part of the trial ids
 """
 
 METRIC_KEYS = ["output_throughput", "total_token_throughput", "request_throughput", "mean_ttft_ms",
@@ -92,6 +93,8 @@ def test_sweep_end_to_end_then_resume_runs_nothing(ray_local, mlflow_env, write_
         system = json.loads(Path(local, "system.json").read_text())
         assert system["engine"]["versions"]["engine_version"].startswith("0.32")
         assert system["engine"]["versions"]["torch"].startswith("2.13")
+        assert "NCCL_DEBUG" in system["engine"]["env_names"]  # the sweep's env, set in the engine actor
+        assert "/runner-pid-" in system["engine"]["versions"]["compile_cache"]  # a CPU replica's own cache
         pids.setdefault(tags["runner.serving_config_id"], set()).add(system["engine"]["pid"])
 
     # each serving configuration was launched once: its two trials share one engine process

@@ -32,3 +32,13 @@ def test_the_first_layout_present_wins(tmp_path, monkeypatch, layout, expect):
 def test_no_layout_is_an_import_error():
     with pytest.raises(ImportError, match="none of"):
         first_module(("nosuchpkg.a", "nosuchpkg.b"))
+
+
+def test_each_replica_compiles_into_a_cache_of_its_devices():
+    from runner.engines.vllm import compile_cache_root
+
+    a = compile_cache_root({"CUDA_VISIBLE_DEVICES": "0,1", "HOME": "/h", "XDG_CACHE_HOME": "/x"})
+    b = compile_cache_root({"CUDA_VISIBLE_DEVICES": "2,3", "XDG_CACHE_HOME": "/x"})
+    assert a == "/x/vllm/runner-gpus-0-1" and b == "/x/vllm/runner-gpus-2-3"  # one node, at once: apart
+    assert compile_cache_root({"CUDA_VISIBLE_DEVICES": "0,1", "VLLM_CACHE_ROOT": "/c"}) == "/c/runner-gpus-0-1"
+    assert compile_cache_root({}).endswith(f"runner-pid-{__import__('os').getpid()}")  # CPU: its own

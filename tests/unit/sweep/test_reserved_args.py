@@ -34,3 +34,13 @@ def test_a_reserved_argument_is_refused_with_its_reason(tmp_path, engine, arg, v
         load(str(f))
     msg = str(e.value)
     assert f"engine_args.{arg}" in msg and "not here: the runner sets it from" in msg and why in msg, msg
+
+
+def test_the_sweeps_engine_environment_leaves_what_the_runner_sets_alone(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(VLLM % ("max_num_seqs", 8) + "env: {NCCL_SOCKET_IFNAME: eth0, FI_PROVIDER: efa}\n")
+    assert load(str(f)).env == {"NCCL_SOCKET_IFNAME": "eth0", "FI_PROVIDER": "efa"}
+    for bad in ("CUDA_VISIBLE_DEVICES", "RAY_ADDRESS", "VLLM_CACHE_ROOT"):
+        f.write_text(VLLM % ("max_num_seqs", 8) + f"env: {{{bad}: x}}\n")
+        with pytest.raises(SweepSpecError, match=f"env.{bad}"):
+            load(str(f))
