@@ -76,7 +76,7 @@ class EngineActor:
                                          temperature=0.0, timeout_s=request_timeout_s, tag="sanity")
         got = recs[0].output_tokens
         info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
-                **self.where(), **({"version_note": note} if note else {})}
+                **self.where(), **({"version_note": note} if note else {}), "child_pids": _descendants()}
         launchers = getattr(self.engine, "launchers", None)
         if launchers:  # an engine spanning nodes with one launcher per node (SGLang): where each one runs
             info["launchers"] = launchers
@@ -197,6 +197,16 @@ def classify_start_error(e: BaseException, tail: str | None = None) -> str:
     if isinstance(e, (TypeError, ValueError)) or "unexpected keyword" in text or "invalid" in text:
         return "engine_start_error.bad_argument"
     return "engine_start_error"
+
+
+def _descendants() -> list[int]:
+    """This process's descendants (the engine's own processes), for the record and the teardown test."""
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process().children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def log_tail(lines: int = 60) -> str:

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.cluster import apimode, lanes, placement
+from runner.cluster import apimode, lanes, placement, reaper
+from runner.cluster.replicas import merge
 from runner.core import RunnerError
 from runner.measure import loadgen
 from runner.plan import ServingConfig, Status, Trial
@@ -66,6 +67,7 @@ class Launch:
     pgs: list[Any] = field(default_factory=list)
     actors: list[Any] = field(default_factory=list)
     clients: list[Any] = field(default_factory=list)  # api openai/endpoint: one load-driving client per replica
+    places: list[Any] = field(default_factory=list)  # refs: each engine actor's where() (node, pid), asked first
     starts: list[dict[str, Any]] = field(default_factory=list)  # api openai: the engine actors' start results
     refs: list[Any] = field(default_factory=list)
     waiting: set = field(default_factory=set)
@@ -253,6 +255,7 @@ class Scheduler:
             x.actors.append(cls.options(scheduling_strategy=strategy, runtime_env=rt or None,
                                         max_restarts=0, **req.actor_resources).remote(config, i, req.spans_nodes,
                                                                                       host))
+            x.places.append(x.actors[-1].where.remote())  # before start: answered even if start hangs
         version = catalog.engines().get(x.serving.engine, {}).get("version")
         self._wait(x, "starting", [a.start.remote(self.timeouts.request_s, version) for a in x.actors],
                    self.timeouts.engine_start_s)
@@ -346,6 +349,9 @@ class Scheduler:
                     ray.get([a.stop.remote() for a in group], timeout=20)
                 except Exception:
                     pass
+        if x.places:  # the engines' process trees are gone before the groups are: nothing holds their devices
+            reaper.reap(_answers(x.places))
+        for group in (x.clients, x.actors):
             for a in group:
                 ray.kill(a, no_restart=True)
         for pg in x.pgs:
@@ -355,8 +361,21 @@ class Scheduler:
                 pass
         if x.pgs:
             x.timing["removed"] = time.monotonic()
-        x.actors, x.clients, x.starts, x.pgs, x.refs, x.waiting = [], [], [], [], [], set()
+        x.actors, x.clients, x.starts, x.pgs, x.refs, x.places, x.waiting = [], [], [], [], [], [], set()
         x.phase, x.deadline = "done", math.inf
+
+
+def _answers(refs: list[Any], timeout_s: float = 5.0) -> list[dict[str, Any] | None]:
+    """Each ref's value, or ``None`` for one that failed or did not answer in time."""
+    import ray
+
+    out = []
+    for ref in refs:
+        try:
+            out.append(ray.get(ref, timeout=timeout_s))
+        except Exception:
+            out.append(None)
+    return out
 
 
 def _bundle_nodes(pgs: list[Any]) -> list[list[str]]:
@@ -368,30 +387,3 @@ def _bundle_nodes(pgs: list[Any]) -> list[list[str]]:
         table = placement_group_table(pg).get("bundles_to_node_id") or {}
         out.append([table[k] for k in sorted(table)])
     return out
-
-
-def merge(values: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge the replicas' results of one load point onto one clock.
-
-    Each replica reports ``clock_offset`` = wall time − its monotonic time at one instant;
-    shifting every time by it puts all replicas on wall-clock seconds (exact on one host,
-    NTP-accurate across hosts). Duration is first measured send to last chunk over all.
-    """
-    if len(values) == 1:
-        return values[0]
-    records = []
-    for v in values:
-        off = v.get("clock_offset", 0.0)
-        for r in v["records"]:
-            records.append({**r, "st": r["st"] + off, "intended": r["intended"] + off,
-                            "chunk_times": [t + off for t in r["chunk_times"]]})
-    ends = [r["chunk_times"][-1] if r["chunk_times"] else r["st"] for r in records]
-    duration = (max(ends) - min(r["st"] for r in records)) if records else 0.0
-    return {"ok": True, "duration_s": duration, "records": records, "replicas": len(values),
-            "warmup_count": sum(v.get("warmup_count", 0) for v in values), "samples": values[0].get("samples", []),
-            "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {}),
-            "client_cpu_frac": max(v.get("client_cpu_frac", 0.0) for v in values),
-            "achieved_rate": sum(v.get("achieved_rate", 0.0) for v in values),
-            **({"connection_retries": sum(v.get("connection_retries", 0) for v in values)}
-               if any("connection_retries" in v for v in values) else {}),
-            "dataset_hash": values[0].get("dataset_hash", "")}

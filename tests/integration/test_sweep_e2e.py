@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -95,6 +96,11 @@ def test_sweep_end_to_end_then_resume_runs_nothing(ray_local, mlflow_env, write_
         assert system["engine"]["versions"]["torch"].startswith("2.13")
         assert "NCCL_DEBUG" in system["engine"]["env_names"]  # the sweep's env, set in the engine actor
         assert "/runner-pid-" in system["engine"]["versions"]["compile_cache"]  # a CPU replica's own cache
+        engine_pids = [system["engine"]["pid"], *system["engine"]["child_pids"]]
+        assert system["engine"]["child_pids"]  # vLLM's engine core: the actor's child
+        # the teardown killed the whole tree (Ray kills the actor's own process only) before run returned
+        assert not [p for p in engine_pids if psutil.pid_exists(p)
+                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE], engine_pids
         pids.setdefault(tags["runner.serving_config_id"], set()).add(system["engine"]["pid"])
 
     # each serving configuration was launched once: its two trials share one engine process
