@@ -68,7 +68,7 @@ def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.
 
 def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | None = None,
         rerun_status: set[str] | None = None, verbose: bool = False, out=sys.stdout) -> int:
-    from runner.cluster import Scheduler, connect, placement
+    from runner.cluster import Scheduler, capacity, connect, placement
 
     spec = spec_mod.load(path)
     trials = grid.expand(spec)
@@ -100,10 +100,13 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
         removed = placement.remove_orphans(spec.name)
         if removed:
             print(f"removed {removed} orphaned placement group(s) of this sweep", file=out)
+        types = capacity.node_types(path, spec.cluster)
+        if types.types:
+            print(f"cluster: {types.describe()}", file=out)
         sched = Scheduler(spec.name, list(grid.group(todo).values()), spec.timeouts,
                           on_start=rec.on_start, on_end=rec.on_end, max_parallel=max_parallel,
                           label_key=spec.placement.label_key, starvation_s=spec.placement.starvation_s,
-                          env=spec.env)
+                          env=spec.env, node_types=types)
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, lambda *_: setattr(sched, "stopping", True))
         try:

@@ -1,10 +1,12 @@
-"""Where trials meet Ray: connecting the driver (``connection``), placement-group requests and
-feasibility (``placement``), API modes (``apimode``), engine lanes as runtime environments
-(``lanes``), the engine and client actors (``actor``) and the scheduler that admits launches
-as they fit (``scheduler``)."""
+"""Where trials meet Ray: connecting the driver (``connection``); placement-group requests and
+feasibility (``placement``) against what the cluster has and may still launch (``capacity``);
+API modes (``apimode``); engine lanes as runtime environments (``lanes``); the engine and client
+actors (``actor``); the scheduler that admits launches as they fit (``scheduler``); the teardown
+that kills an engine's whole process tree (``reaper``); DP replicas' results on one clock
+(``replicas``)."""
 
-from runner.cluster import apimode, lanes, placement
+from runner.cluster import apimode, capacity, lanes, placement, reaper, replicas
 from runner.cluster.connection import connect
 from runner.cluster.scheduler import Outcome, Scheduler
 
-__all__ = ["Outcome", "Scheduler", "apimode", "connect", "lanes", "placement"]
+__all__ = ["Outcome", "Scheduler", "apimode", "capacity", "connect", "lanes", "placement", "reaper", "replicas"]

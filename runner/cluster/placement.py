@@ -144,8 +144,8 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
     alive = [n for n in nodes if n.get("Alive")]
     typed = typed_nodes(alive, req.label, req.label_key)
     if not typed:
-        return (f"no alive node has {req.label_key}={req.label} (or resource accelerator_type:{req.label}); "
-                f"nodes: {_describe(alive)}")
+        return (f"no node has {req.label_key}={req.label} (or resource accelerator_type:{req.label}), alive or "
+                f"launchable; nodes: {_describe(alive)}")
     if req.reason:
         return req.reason
     kind = "GPU" if req.kind == "gpu" else "CPU"
@@ -160,8 +160,10 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
                  "separate nodes (SGLang: one launcher per node, equal GPUs on each)")
     else:
         where = "on one node" if not req.spans_nodes else "across nodes"
+    more = sum(1 for n in typed if n.get("Launchable"))
     return (f"needs {len(reqs)} replica(s) × {per:g} {kind} of {req.hardware} {where}; the cluster has "
-            f"{len(typed)} such node(s), {total:g} {kind} in all, at most {most:g} per node")
+            f"{len(typed)} such node(s){f' ({len(typed) - more} live, {more} launchable)' if more else ''}, "
+            f"{total:g} {kind} in all, at most {most:g} per node")
 
 
 def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:
@@ -186,7 +188,8 @@ def _describe(nodes: list[dict[str, Any]]) -> str:
     for n in nodes:
         label = (n.get("Labels") or {}).get(LABEL_KEY, "-")
         res = n.get("Resources") or {}
-        out.append(f"{label}:{res.get('GPU', 0):g}gpu/{res.get('CPU', 0):g}cpu")
+        kind = f" (launchable type {n['NodeType']})" if n.get("Launchable") else ""
+        out.append(f"{label}:{res.get('GPU', 0):g}gpu/{res.get('CPU', 0):g}cpu{kind}")
     return ", ".join(out) or "none"
 
 
@@ -208,12 +211,16 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]]) -> Any:
     bundles = [dict(b) for b in req.bundles]
     kwargs: dict[str, Any] = {"strategy": req.strategy, "name": name}
     if req.label is not None:
-        labelled = any((n.get("Labels") or {}).get(req.label_key) == req.label for n in nodes if n.get("Alive"))
+        typed = typed_nodes(nodes, req.label, req.label_key)  # live and launchable
+        resource = f"accelerator_type:{req.label}"
+        labelled = any((n.get("Labels") or {}).get(req.label_key) == req.label for n in typed)
         if labelled:
             kwargs["bundle_label_selector"] = [{req.label_key: req.label}] * len(bundles)
-        else:
+        # the resource too when every node of the type declares it: the v1 autoscaler picks node types by
+        # resources alone (it ignores label selectors), and it costs nothing on nodes that have it
+        if not labelled or all(resource in (n.get("Resources") or {}) for n in typed):
             for b in bundles:
-                b[f"accelerator_type:{req.label}"] = 0.001
+                b[resource] = 0.001
     return placement_group(bundles=bundles, **kwargs)
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.cluster import apimode, lanes, placement, reaper
+from runner.cluster import apimode, capacity, lanes, placement, reaper
 from runner.cluster.replicas import merge
 from runner.core import RunnerError
 from runner.measure import loadgen
@@ -94,8 +94,10 @@ class Scheduler:
     def __init__(self, sweep: str, groups: list[list[Trial]], timeouts: TimeoutSpec, *,
                  on_start: Callable[[Trial, dict], None], on_end: Callable[[Outcome], None],
                  max_parallel: int | None = None, label_key: str = placement.LABEL_KEY,
-                 starvation_s: float = 120.0, env: dict[str, str] | None = None):
+                 starvation_s: float = 120.0, env: dict[str, str] | None = None,
+                 node_types: capacity.NodeTypes | None = None):
         self.sweep, self.timeouts, self.label_key = sweep, timeouts, label_key
+        self.node_types = node_types or capacity.NodeTypes()  # what an autoscaler may still launch
         self.env = dict(env or {})  # the sweep's own engine environment (network settings), over the lane's
         self.on_start, self.on_end = on_start, on_end
         self.max_parallel, self.starvation_s = max_parallel or 10**9, starvation_s
@@ -139,16 +141,21 @@ class Scheduler:
         queued = [x for x in self.launches if x.phase == "queued"]
         if not queued:
             return
-        nodes = ray.nodes()
+        live = ray.nodes()
+        extra = capacity.launchable(self.node_types, live)  # not there yet: placing on them scales up
+        nodes = live + extra
         for x in queued:
             if not x.reqs:
                 req = apimode.request(x.serving, nodes, self.label_key)
                 x.reqs = [req] * x.serving.dp
             why = placement.check(x.reqs, nodes)
             if why:
-                self._fail_all(x, Status.UNSCHEDULABLE, "unschedulable", why)
+                hint = "" if self.node_types.types else (
+                    "; on an autoscaling cluster, name the node types it may launch in the sweep's `cluster:` "
+                    "section (a cluster-launcher file or node_types), then run again")
+                self._fail_all(x, Status.UNSCHEDULABLE, "unschedulable", why + hint)
         running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
-        available = state.available_resources_per_node()
+        available = capacity.available(state.available_resources_per_node(), extra)
         for x in self.launches:  # created but not ready: Ray's availability does not count them yet
             if x.phase == "placing" and not placement.reserve(x.reqs, nodes, available):
                 return  # a group really waits for room: what frees up is its, first

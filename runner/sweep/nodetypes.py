@@ -67,8 +67,7 @@ def node_types(file: str, spec: ClusterSpec | None) -> dict[str, NodeTypeSpec]:
     return out
 
 
-def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
-    """``available_node_types`` of a cluster-launcher YAML, minus its ``head_node_type``."""
+def _read(file: str, path: str) -> dict[str, Any]:
     p = Path(path).expanduser()
     if not p.is_absolute() and not p.exists() and (Path(file).parent / p).exists():
         p = Path(file).parent / p
@@ -77,7 +76,19 @@ def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise SweepSpecError(file, "cluster.config", path, f"a readable Ray cluster-launcher YAML ({e})",
                              "check the path (relative to the working directory or the sweep file)") from None
-    types = raw.get("available_node_types") if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def launcher_max_workers(file: str, path: str) -> int | None:
+    """The launcher file's cluster-wide ``max_workers`` (worker nodes at most), if it sets one."""
+    value = _read(file, path).get("max_workers")
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
+    """``available_node_types`` of a cluster-launcher YAML, minus its ``head_node_type``."""
+    raw = _read(file, path)
+    types = raw.get("available_node_types")
     if not isinstance(types, dict) or not types:
         raise SweepSpecError(file, "cluster.config", path, "a cluster-launcher YAML with available_node_types")
     head = raw.get("head_node_type")

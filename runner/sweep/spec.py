@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from runner.core import SweepSpecError, redact
 from runner.sweep import catalog, paths
 from runner.sweep.expr import ExprError, evaluate
+from runner.sweep.nodetypes import ClusterSpec, node_types
 
 T = TypeVar("T")
 
@@ -142,6 +143,8 @@ class SweepSpec(Strict):
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    cluster: ClusterSpec | None = Field(default=None, description="Node types an autoscaling cluster may "
+                                                                  "launch (runner.sweep.nodetypes).")
     prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
     max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
@@ -238,6 +241,7 @@ def _check(file: str, spec: SweepSpec) -> None:
         if ids.index(mid) != i:
             raise SweepSpecError(file, f"models[{i}].id", mid, "ids unique within the sweep")
     _check_workload(file, spec.workload)
+    node_types(file, spec.cluster)  # a cluster-launcher file named there must be readable now
     for name in spec.env:
         if name in RUNNER_ENV or name.startswith("RAY_"):
             raise SweepSpecError(file, f"env.{name}", name, "a variable the runner and Ray leave alone (not "
