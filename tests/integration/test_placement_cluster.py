@@ -106,7 +106,7 @@ import json, sys
 import ray
 from ray.util import placement_group_table
 from ray.util.placement_group import remove_placement_group
-from runner import placement
+from runner.cluster import placement
 from runner.plan.trial import ServingConfig
 
 ids = json.loads(sys.argv[1])

@@ -99,7 +99,7 @@ import json, sys, time
 import ray
 from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from runner import placement
+from runner.cluster import placement
 from runner.cluster.actor import EngineActor
 from runner.plan.trial import ServingConfig
 
@@ -269,7 +269,7 @@ import ray
 from ray.util import placement_group_table
 from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from runner import placement
+from runner.cluster import placement
 from runner.engines.sglang_nodes import follower_options, host_port, launcher_args, node_layout
 from runner.plan.trial import ServingConfig
 

@@ -121,3 +121,30 @@ def test_the_checker_flags_what_it_should(source, own, expect):
 ])
 def test_the_checker_passes_what_is_allowed(source, own):
     assert violations(source, own, "x.py", exported()) == []
+
+
+def test_every_runner_import_written_in_tests_scripts_and_benchmarks_resolves():
+    """Also the imports inside code strings (scripts the tests run in subprocesses, lane probes),
+    which no import of the test module itself would catch after a module moves."""
+    import re
+
+    pattern = re.compile(r"(?:from|import) (runner(?:\.\w+)*)(?: import ([\w, ]+))?")
+    root = RUNNER.parent
+    missing = []
+    for path in [*root.glob("tests/**/*.py"), *root.glob("benchmarks/*.py"), *root.glob("scripts/*")]:
+        if not path.is_file() or path.resolve() == Path(__file__).resolve():  # this file's examples are bad on purpose
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for mod, names in pattern.findall(line):
+                try:
+                    m = importlib.import_module(mod)
+                except ImportError:
+                    missing.append(f"{path.relative_to(root)}:{n}: {mod}")
+                    continue
+                for name in filter(None, (x.strip().split(" as ")[0] for x in (names or "").split(","))):
+                    if not hasattr(m, name):
+                        try:
+                            importlib.import_module(f"{mod}.{name}")
+                        except ImportError:
+                            missing.append(f"{path.relative_to(root)}:{n}: {mod}.{name}")
+    assert not missing, "\n".join(missing)
