@@ -1,0 +1,104 @@
+"""A sweep on an autoscaling cluster that starts without GPU nodes (Ray's own autoscaler, v1, with its
+``fake_multinode`` provider on this host; see ``autoscaler.py``).
+
+The head has 2 CPUs and no GPU; the node types H100 (4 GPUs, 0..2 nodes) and H200 (4 GPUs, 0..1)
+start at zero, and the sweep names them through the launcher file (``cluster: {config: …}``).
+One sweep holds a configuration for each case:
+- ``cpu`` fits the live head: it runs at once, while the H100 one waits for its node;
+- ``H100`` TP=1 needs a scale-up: its placement group makes the autoscaler launch an H100 node
+  (not an H200: the v1 autoscaler ignores label selectors, so the group also asks for the
+  ``accelerator_type:H100`` resource the types declare), and the trial completes there;
+- ``B200`` fits no node type: UNSCHEDULABLE before any engine starts, naming the types there are;
+- ``H100`` TP=4 × DP=3 fits the type only partly (12 GPUs, 2 nodes of 4 at most): UNSCHEDULABLE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.autoscaler import AutoscalingHead, gpu_type
+from tests.integration.faults import driver_env, start_driver, trial_runs
+
+SWEEP = """
+name: it-autoscale
+engine: vllm
+models:
+  - id: tiny-llama
+    path: $MODEL
+    engine_args: {max_model_len: 256}
+hardware: [cpu, H100, B200]
+shape: {tp: [1, 4], dp: [1, 3]}
+engine_args: {enforce_eager: true, max_num_seqs: 4}
+workload: {input_len: 16, output_len: 16, concurrency: 2, num_prompts: 8, warmup: 1}
+exclude:
+  - {tp: 1, dp: 3}
+  - {tp: 4, dp: 1}
+  - {hardware: cpu, tp: 4}
+  - {hardware: B200, tp: 4}
+timeouts: {placement_s: 300}
+cluster: {config: CLUSTER}
+"""
+
+
+@pytest.fixture
+def head(tiny_model):
+    h = AutoscalingHead({"H100": gpu_type("H100", 4, 2), "H200": gpu_type("H200", 4, 1)}, max_workers=3)
+    h.start()
+    try:
+        yield h
+    finally:
+        left = h.stop()
+        assert not left, f"processes of the test's head left running: {left}"
+
+
+def test_an_autoscaling_cluster_without_gpu_nodes_runs_what_a_node_type_holds(head, mlflow_env, write_sweep,
+                                                                               tmp_path):
+    import ray
+
+    sweep = write_sweep(SWEEP.replace("CLUSTER", str(head.config_path)), "autoscale.yaml")
+    env = driver_env(head.address, VLLM_CPU_KVCACHE_SPACE="1")
+    log = tmp_path / "run.log"
+    p = start_driver(sweep, env, log)
+    assert p.wait(900) == 1, log.read_text()             # two configurations can never run: exit 1
+    text = log.read_text()
+    assert "cluster: launchable node types from" in text and "H100 (0..2, 4 GPU H100, 2 CPU)" in text, text
+    runs = {(r.data.params["hardware"], r.data.params["tp"]): r for r in trial_runs(mlflow_env, "it-autoscale")}
+    assert set(runs) == {("cpu", "1"), ("H100", "1"), ("B200", "1"), ("H100", "4")}, text
+    status = {k: r.data.tags["runner.status"] for k, r in runs.items()}
+    assert status == {("cpu", "1"): "COMPLETED", ("H100", "1"): "COMPLETED", ("B200", "1"): "UNSCHEDULABLE",
+                      ("H100", "4"): "UNSCHEDULABLE"}, {k: r.data.tags for k, r in runs.items()}
+
+    b200 = runs[("B200", "1")].data.tags["runner.detail"]
+    assert "launchable type H100" in b200 and "launchable type H200" in b200, b200
+    partly = runs[("H100", "4")].data.tags["runner.detail"]
+    assert "needs 3 replica(s) × 4 GPU of H100" in partly and "(0 live, 2 launchable)" in partly, partly
+    lines = [ln.strip() for ln in text.splitlines()]
+    first_start = next(i for i, ln in enumerate(lines) if ln.startswith("▶"))
+    unschedulable = [i for i, ln in enumerate(lines) if "UNSCHEDULABLE" in ln and ln.startswith("✘")]
+    assert len(unschedulable) == 2 and max(unschedulable) < first_start, text  # at once, before any engine
+
+    spool = Path(os.environ["RUNNER_SPOOL"]) / "it-autoscale"
+
+    def system(run):
+        return json.loads(next(spool.glob(f"{run.data.tags['runner.trial_id']}/attempt-*/artifacts/system.json"))
+                          .read_text())["engine"]
+
+    gpu, cpu = system(runs[("H100", "1")]), system(runs[("cpu", "1")])
+    ray.init(address=head.address)
+    try:
+        nodes = {n["NodeID"]: n for n in ray.nodes()}
+    finally:
+        ray.shutdown()
+    node = nodes[gpu["node_id"]]
+    assert node["Labels"].get("ray.io/accelerator-type") == "H100" and node["Resources"].get("GPU") == 4
+    assert not [n for n in nodes.values() if n["Labels"].get("ray.io/accelerator-type") == "H200"], \
+        "the autoscaler launched an H200 node for an H100 group"
+    assert gpu["node_id"] != cpu["node_id"] and len(gpu["gpu_ids"]) == 1
+    # the launch waiting for its node did not hold back the one that fit the live head: the cpu
+    # launch was placed before the H100 group was ready (which took a node launch)
+    h100_ready = gpu["timing"]["placed_at"] + gpu["timing"]["placement_s"]
+    assert cpu["timing"]["placed_at"] < h100_ready, (cpu["timing"], gpu["timing"])
