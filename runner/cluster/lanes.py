@@ -45,7 +45,15 @@ def runtime_env(lane: str) -> tuple[dict[str, Any], dict[str, str]]:
     if entry.get("py_executable"):
         rt["py_executable"] = entry["py_executable"]
     if entry.get("image_uri"):
-        rt["image_uri"] = entry["image_uri"]
+        raise RunnerError(f"configs/lanes.yaml: lane {lane!r} is a container lane (image_uri), which the runner "
+                          "does not support (see the file's header); give it uv or pip packages instead")
+    if entry.get("uv"):  # Ray's uv plug-in (runtime_env/uv.py): a per-node virtualenv with system site packages
+        rt["uv"] = {"packages": [str(x) for x in entry["uv"]]}
     if entry.get("pip"):
         rt["pip"] = list(entry["pip"])
     return rt, env
+
+
+def kind(lane: str) -> str:
+    """The hardware kind a lane's engine build serves: ``cpu``, ``gpu`` or ``any``."""
+    return str((catalog.lanes().get(lane) or {}).get("hardware", "any"))

@@ -7,7 +7,9 @@ Model ``path``: a local directory or a hub id, decided as the engines decide it.
   (local paths must exist where the driver runs: on a cluster, shared storage or the same
   path on every node). Engines get it resolved to an absolute path (``resolve_model``).
 - Anything else must look like a hub id, ``org/name`` or ``name``: letters, digits, ``._-``,
-  at most one ``/``, no ``..``.
+  at most one ``/``, no ``..``; and a missing value that the working directory's ``.gitignore``
+  or ``.rayignore`` names (``models/tiny-llama`` in a job whose upload left ``models/`` behind) is
+  a local path that did not arrive, an error, never a hub lookup.
 Dataset ``path`` (``kind: file``): an existing regular file, relative to the working
 directory (what ``ray job submit --working-dir`` ships to every node) or absolute.
 No value may hold control characters. Errors are ``SweepSpecError`` naming the key.
@@ -43,6 +45,30 @@ def check_model(file: str, key: str, value: str) -> None:
     if not HUB_ID.match(value) or ".." in value.split("/"):
         raise SweepSpecError(file, key, value, "a hub id such as org/name (letters, digits, ._-) or a local "
                              "path starting with /, ./ or ~")
+    ignored = upload_excluded(value)
+    if ignored:  # `models/tiny-llama` missing: a local path that never reached here, not a hub id
+        raise SweepSpecError(file, key, value, "an existing model directory: this is a local path (the working "
+                             f"directory's {ignored} names it), missing here, never a hub id",
+                             f"`ray job submit --working-dir` leaves what {ignored} names behind: submit with "
+                             "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 (the checkout's .rayignore ships the demo model "
+                             "and keeps local state out), build it first with `make model`, or write the absolute "
+                             "path of a copy every node can read")
+
+
+def upload_excluded(value: str, root: Path | None = None) -> str | None:
+    """The ignore file of the working directory (``root``) that keeps ``value`` out of a
+    ``ray job submit --working-dir`` upload (``.gitignore`` or ``.rayignore``), matched with Ray's
+    own matcher (``runtime_env/packaging.py`` ``_get_ignore_file``); ``None`` when none does."""
+    root = (root or Path.cwd()).absolute()
+    try:
+        from ray._private.runtime_env.packaging import _get_ignore_file
+    except ImportError:  # no Ray here: nothing was uploaded by it either
+        return None
+    for name in (".gitignore", ".rayignore"):
+        match = _get_ignore_file(root, name)
+        if match is not None and match(root / value):
+            return name
+    return None
 
 
 def resolve_model(value: str) -> str:

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from runner.core import SweepSpecError, redact
-from runner.sweep import catalog, paths
+from runner.sweep import catalog, compat, paths
 from runner.sweep.expr import ExprError, evaluate
 from runner.sweep.nodetypes import ClusterSpec, node_types
 
@@ -236,16 +236,14 @@ def _check(file: str, spec: SweepSpec) -> None:
         paths.check_model(file, f"models[{i}].path", m.path)
         if m.lane is not None and m.lane not in lanes:
             raise SweepSpecError(file, f"models[{i}].lane", m.lane, _choices(m.lane, lanes))
+    compat.check_lane_kinds(file, spec, lanes, hw)
     ids = [m.id for m in spec.models]
     for i, mid in enumerate(ids):
         if ids.index(mid) != i:
             raise SweepSpecError(file, f"models[{i}].id", mid, "ids unique within the sweep")
     _check_workload(file, spec.workload)
     node_types(file, spec.cluster)  # a cluster-launcher file named there must be readable now
-    for name in spec.env:
-        if name in RUNNER_ENV or name.startswith("RAY_"):
-            raise SweepSpecError(file, f"env.{name}", name, "a variable the runner and Ray leave alone (not "
-                                 f"{', '.join(RUNNER_ENV)} or RAY_*): they set it per engine actor")
+    compat.check_env(file, spec.env)
     allowed = set(AXES)
     for i, rule in enumerate(spec.exclude):
         if not rule:
@@ -254,11 +252,6 @@ def _check(file: str, spec: SweepSpec) -> None:
             if key not in allowed and not key.startswith("engine_args."):
                 raise SweepSpecError(file, f"exclude[{i}].{key}", key,
                                      ", ".join(AXES) + ", engine_args.<name>")
-
-
-#: Environment variables the runner or Ray set per engine actor, which a sweep's ``env`` may not.
-RUNNER_ENV = ("CUDA_VISIBLE_DEVICES", "PYTHONPATH", "VLLM_CACHE_ROOT", "VLLM_HOST_IP", "VLLM_PORT",
-              "VLLM_RAY_BUNDLE_INDICES", "VLLM_CPU_OMP_THREADS_BIND")
 
 
 #: Engines whose own OpenAI-compatible server the engine actor can serve in-process (``api: openai``).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -345,3 +346,31 @@ def test_ray_job_stop_kills_the_trial_and_a_later_job_completes_it(head, job_env
     st = by_status(trial_runs(uri, "job-stop"))
     assert {k: len(v) for k, v in st.items()} == {"KILLED": 1, "COMPLETED": 1}
     assert st["COMPLETED"][0].data.tags["runner.attempt"] == "2"
+
+
+def test_the_readmes_job_command_works_as_written(head):
+    """The README's `ray job submit` line, character for character but for the head's address, run from
+    the checkout: the demo model reaches the job, and the job SUCCEEDS. Without the variable the
+    same job fails in its first lines, the model path named, before any group is reserved."""
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines()
+                if "ray job submit" in ln and ln.startswith("RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1"))
+    assert "--working-dir . -- python -m runner run sweeps/cpu-demo.yaml" in line
+    assert (ROOT / "models" / "tiny-llama" / "config.json").is_file()  # `make model`, as the README says first
+    cmd = line.replace("http://HEAD:8265", head.url)
+    env = {k: v for k, v in head.env.items() if k not in ("MLFLOW_TRACKING_URI", "RUNNER_SPOOL", "RAY_ADDRESS")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    p = subprocess.run(["bash", "-c", cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    sid = re.search(r"Job '([^']+)' submitted successfully", out).group(1)
+    assert head.status(sid) == "SUCCEEDED", out[-4000:]
+    log = head.logs(sid)
+    assert "4 trials; 0 done, 4 to run" in log and "COMPLETED: 4" in log, log[-3000:]
+
+    bare = cmd.replace("RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 ", "").replace(" -- ", " --no-wait -- ")
+    p = subprocess.run(["bash", "-c", bare], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    sid = re.search(r"Job '([^']+)' submitted successfully", p.stdout + p.stderr).group(1)
+    assert head.wait_done(sid, 300) == "FAILED"
+    log = head.logs(sid)
+    assert "models[0].path: got 'models/tiny-llama'" in log and "never a hub id" in log, log[-3000:]
+    assert "Traceback" not in log and "▶" not in log, log[-3000:]

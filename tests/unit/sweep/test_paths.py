@@ -83,3 +83,19 @@ def test_dataset_file_must_exist_with_a_hint_when_it_sits_next_to_the_sweep(tmp_
 
 def test_resolve_model_leaves_hub_ids_alone():
     assert paths.resolve_model("org/model") == "org/model"
+
+
+def test_a_missing_model_the_working_dirs_ignore_files_name_is_a_local_path_never_a_hub_id(tmp_path, monkeypatch):
+    """As in a `ray job submit --working-dir .` job, whose upload left .gitignore'd models/ behind."""
+    from runner.sweep.paths import upload_excluded
+
+    (tmp_path / ".gitignore").write_text("models/\n")
+    (tmp_path / ".rayignore").write_text("big/\n")
+    monkeypatch.chdir(tmp_path)
+    assert upload_excluded("models/tiny-llama") == ".gitignore" and upload_excluded("big/m") == ".rayignore"
+    assert upload_excluded("meta-llama/Llama-3.1-8B") is None
+    with pytest.raises(SweepSpecError) as e:
+        paths.check_model("s.yaml", "models[0].path", "models/tiny-llama")
+    msg = str(e.value)
+    assert "models[0].path" in msg and "never a hub id" in msg and "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1" in msg
+    paths.check_model("s.yaml", "models[0].path", "meta-llama/Llama-3.1-8B")  # a hub id stays one
