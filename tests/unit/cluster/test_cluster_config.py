@@ -70,3 +70,16 @@ def test_head_has_no_gpu_and_every_node_installs_the_runner(prepared):
     assert any("pip install" in c and "[vllm]" in c for c in prepared["worker_setup_commands"])
     assert any("pip install" in c for c in prepared["head_setup_commands"])
     assert any(v == "." for v in prepared["file_mounts"].values())
+
+
+def test_nodes_get_a_python_the_engines_accept_and_the_pinned_engine(prepared):
+    """vLLM 0.32/0.33 need Python >= 3.11 (Ubuntu 22.04's python3 is 3.10: pip would fall back to
+    vLLM 0.31); the venv every node runs Ray from is made by python3.11, and the engine extra pins
+    the catalogue's vLLM."""
+    import re
+
+    venv = [c for c in prepared["setup_commands"] if "-m venv" in c]
+    assert venv and all(re.search(r"python3\.1[1-9] -m venv", c) for c in venv), venv
+    assert not [c for c in prepared["setup_commands"] if re.search(r"(^|[ ;&])python3 -m venv", c)]
+    pins = re.findall(r'^vllm = \[(.*)\]', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert pins == [f'"vllm=={catalog.engines()["vllm"]["version"]}"'], pins
