@@ -28,6 +28,7 @@ from runner.plan import ServingConfig
 from runner.sweep import catalog
 
 LABEL_KEY = "ray.io/accelerator-type"
+NODE_ID_LABEL = "ray.io/node-id"  # every Ray 2.60 node carries it (ray.util.placement_group.NODE_ID_LABEL_KEY)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Request:
     actor_resources: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # set when the shape can never be placed whatever the cluster
+    group: int = 1  # consecutive bundles that must share a node (vLLM across nodes: one TP group)
 
     @property
     def devices(self) -> int:
@@ -83,7 +85,18 @@ def request_for(config: ServingConfig, nodes: list[dict[str, Any]], label_key: s
         sizes = [float((t.get("Resources") or {}).get("GPU", 0)) for t in typed_nodes(nodes, label, label_key)]
         return _sglang_across_nodes(config, label, label_key, sizes, env)
     bundles = [{"GPU": 1.0, "CPU": 1.0}] + [{"GPU": 1.0} for _ in range(n - 1)]
-    return Request(config.hardware, "gpu", bundles, "PACK", label, label_key, {"num_cpus": 1.0}, env)
+    return Request(config.hardware, "gpu", bundles, "PACK", label, label_key, {"num_cpus": 1.0}, env,
+                   group=tp_unit(config.tp, most))
+
+
+def tp_unit(tp: int, node_gpus: float) -> int:
+    """Bundles of a vLLM replica spanning nodes that must share a node: the whole TP group when a
+    node of the type holds it (PP stages then split across nodes, never a TP group); when TP is
+    larger than every node (GB200 NVL72's NVLink spans nodes), the largest slice of it that divides
+    TP and fits a node, so each node holds whole slices of consecutive ranks."""
+    if node_gpus <= 0:
+        return 1
+    return next(u for u in range(min(tp, int(node_gpus)), 0, -1) if tp % u == 0)
 
 
 def _sglang_across_nodes(config: ServingConfig, label: str, label_key: str, node_gpus: list[float],
@@ -110,24 +123,33 @@ def _sglang_across_nodes(config: ServingConfig, label: str, label_key: str, node
                    label, label_key, {"num_gpus": g, "num_cpus": 1.0}, env)
 
 
-def pack(reqs: list[Request], capacity: dict[str, dict[str, float]]) -> bool:
+def pack(reqs: list[Request], capacity: dict[str, dict[str, float]],
+         layouts: list[list[str]] | None = None) -> bool:
     """First-fit decreasing of every bundle onto node capacities (mutated); STRICT_PACK groups
-    whole, STRICT_SPREAD bundles each on a node of their own."""
-    for req in sorted(reqs, key=lambda r: -sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles)):
+    whole, STRICT_SPREAD bundles each on a node of their own, and a spanning group's bundles in
+    units of ``req.group`` that each land on one node (vLLM: a TP group never spans nodes).
+    ``layouts``, when given, receives each request's node id per bundle, in ``reqs`` order."""
+    chosen: dict[int, list[str]] = {}
+    for i, req in sorted(enumerate(reqs), key=lambda ir: -sum(b.get("GPU", b.get("CPU", 0)) for b in ir[1].bundles)):
         if req.reason:
             return False
         nodes = list(capacity)
+        where: list[str] = []
         if req.spans_nodes:
             used: set[str] = set()
-            for b in req.bundles:
+            g = max(req.group, 1)
+            for start in range(0, len(req.bundles), g):
+                unit = req.bundles[start:start + g]
+                need = {r: sum(b.get(r, 0) for b in unit) for b in unit for r in b}
                 spot = next((k for k in nodes if k not in used
-                             and all(capacity[k].get(r, 0) >= v for r, v in b.items())), None)
+                             and all(capacity[k].get(r, 0) >= v for r, v in need.items())), None)
                 if spot is None:
                     return False
                 if req.strategy == "STRICT_SPREAD":
                     used.add(spot)
-                for r, v in b.items():
+                for r, v in need.items():
                     capacity[spot][r] -= v
+                where += [spot] * len(unit)
         else:
             need = {r: sum(b.get(r, 0) for b in req.bundles) for b in req.bundles for r in b}
             spot = next((k for k in nodes if all(capacity[k].get(r, 0) >= v for r, v in need.items())), None)
@@ -135,6 +157,10 @@ def pack(reqs: list[Request], capacity: dict[str, dict[str, float]]) -> bool:
                 return False
             for r, v in need.items():
                 capacity[spot][r] -= v
+            where = [spot] * len(req.bundles)
+        chosen[i] = where
+    if layouts is not None:
+        layouts.extend(chosen[i] for i in range(len(reqs)))
     return True
 
 
@@ -171,16 +197,45 @@ def fits_now(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[s
     return reserve(reqs, nodes, dict(available))  # reserve replaces the entries it takes, never edits them
 
 
-def reserve(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]]) -> bool:
+def reserve(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[str, dict[str, float]],
+            layouts: list[list[str]] | None = None) -> bool:
     """Take all replicas out of ``available`` (mutated), on nodes of their type only; if they do
-    not all fit, ``available`` is left unchanged and the answer is False."""
+    not all fit, ``available`` is left unchanged and the answer is False. ``layouts`` receives the
+    node id chosen for each bundle of each replica."""
     req = reqs[0]
     ids = {n["NodeID"] for n in typed_nodes(nodes, req.label, req.label_key)}
     cap = {k: dict(v) for k, v in available.items() if k in ids}
-    if not pack(reqs, cap):
+    chosen: list[list[str]] = []
+    if not pack(reqs, cap, chosen):
         return False
     available.update(cap)
+    if layouts is not None:
+        layouts[:] = chosen
     return True
+
+
+def split_groups(req: Request, bundle_nodes: dict[int, str], engine_node: str | None = None) -> str | None:
+    """``None`` when every TP group of a placed spanning group lies on one node, else why not.
+
+    vLLM 0.32/0.33's Ray executor (``ray_utils.get_bundles_sorted_by_node``) ranks the GPU
+    bundles of the caller's group with the engine's own node first, then the other nodes by node
+    id, in bundle order within a node; ``parallel_state`` makes each ``tp`` consecutive ranks one
+    TP group. So the groups are whole exactly when every node holds a multiple of ``tp`` bundles.
+    ``bundle_nodes``: Ray's ``bundles_to_node_id``; ``engine_node``: bundle 0's node by default.
+    """
+    if req.group <= 1 or not req.spans_nodes or req.strategy != "PACK":
+        return None
+    counts: dict[str, int] = {}
+    for k in sorted(bundle_nodes):
+        counts[bundle_nodes[k]] = counts.get(bundle_nodes[k], 0) + 1
+    first = engine_node or bundle_nodes[min(bundle_nodes)]
+    order = [first, *sorted(n for n in counts if n != first)]
+    bad = [f"{n[:12]}: {counts[n]}" for n in order if counts[n] % req.group]
+    if not bad:
+        return None
+    return (f"the group's {len(bundle_nodes)} GPU bundles landed {', '.join(f'{n[:12]}: {counts[n]}' for n in order)} "
+            f"per node; TP={req.group} needs a multiple of {req.group} on each node, or a TP group would span "
+            f"nodes ({', '.join(bad)})")
 
 
 def _describe(nodes: list[dict[str, Any]]) -> str:
@@ -197,12 +252,16 @@ def prefix(sweep: str) -> str:
     return f"runner:{sweep}:"
 
 
-def create(req: Request, name: str, nodes: list[dict[str, Any]]) -> Any:
+def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[str] | None = None) -> Any:
     """Create the placement group (pending until the cluster has room).
 
     The GPU type is enforced by a bundle label selector when the matching nodes carry the
     label, else by a sliver of the ``accelerator_type:<label>`` resource. The strategy is the
-    request's own (STRICT_SPREAD for SGLang across nodes: one bundle per node).
+    request's own (STRICT_SPREAD for SGLang across nodes: one bundle per node). A spanning group
+    whose bundles come in units (``req.group``: vLLM's TP groups) is pinned to the live nodes the
+    admission chose (``layout``, by Ray's ``ray.io/node-id`` label), since PACK alone is best effort
+    and may split a unit; a layout that counts on launchable nodes is not pinned (their ids do not
+    exist yet) and is checked once placed (``split_groups``).
     """
     from ray.util.placement_group import placement_group
 
@@ -215,12 +274,16 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]]) -> Any:
         resource = f"accelerator_type:{req.label}"
         labelled = any((n.get("Labels") or {}).get(req.label_key) == req.label for n in typed)
         if labelled:
-            kwargs["bundle_label_selector"] = [{req.label_key: req.label}] * len(bundles)
+            kwargs["bundle_label_selector"] = [{req.label_key: req.label} for _ in bundles]
         # the resource too when every node of the type declares it: the v1 autoscaler picks node types by
         # resources alone (it ignores label selectors), and it costs nothing on nodes that have it
         if not labelled or all(resource in (n.get("Resources") or {}) for n in typed):
             for b in bundles:
                 b[resource] = 0.001
+    live = {n["NodeID"] for n in nodes if n.get("Alive") and not n.get("Launchable")}
+    if req.group > 1 and req.spans_nodes and layout and len(layout) == len(bundles) and set(layout) <= live:
+        selectors = kwargs.get("bundle_label_selector") or [{} for _ in bundles]
+        kwargs["bundle_label_selector"] = [{**sel, NODE_ID_LABEL: node} for sel, node in zip(selectors, layout)]
     return placement_group(bundles=bundles, **kwargs)
 
 
@@ -236,3 +299,20 @@ def remove_orphans(sweep: str) -> int:
             remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
             removed += 1
     return removed
+
+
+def bundle_nodes_by_index(pgs: list[Any]) -> list[dict[int, str]]:
+    from ray.util import placement_group_table
+
+    return [{int(k): v for k, v in (placement_group_table(pg).get("bundles_to_node_id") or {}).items()} for pg in pgs]
+
+
+def bundle_nodes(pgs: list[Any]) -> list[list[str]]:
+    """Per replica, the node id of each bundle of its group (shows a group spanning nodes)."""
+    from ray.util import placement_group_table
+
+    out = []
+    for pg in pgs:
+        table = placement_group_table(pg).get("bundles_to_node_id") or {}
+        out.append([table[k] for k in sorted(table)])
+    return out

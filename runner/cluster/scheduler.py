@@ -165,17 +165,18 @@ class Scheduler:
         for x in queued:
             if running >= self.max_parallel:
                 return
-            if not placement.reserve(x.reqs, nodes, available):  # taken now, before considering the next
+            layouts: list[list[str]] = []
+            if not placement.reserve(x.reqs, nodes, available, layouts):  # taken now, before the next
                 if now - x.queued_at > self.starvation_s:
                     return  # hold smaller launches back until this one fits
                 continue
-            self._place(x, nodes)
+            self._place(x, nodes, layouts)
             running += 1
 
-    def _place(self, x: Launch, nodes: list[dict]) -> None:
+    def _place(self, x: Launch, nodes: list[dict], layouts: list[list[str]]) -> None:
         self._seq += 1
         base = f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}"
-        x.pgs = [placement.create(r, f"{base}-r{i}", nodes) for i, r in enumerate(x.reqs)]
+        x.pgs = [placement.create(r, f"{base}-r{i}", nodes, lay) for i, (r, lay) in enumerate(zip(x.reqs, layouts))]
         x.timing["placed"] = time.monotonic()
         x.timing["placed_at"] = time.time()  # wall clock, for intervals compared across launches
         self._wait(x, "placing", [pg.ready() for pg in x.pgs], self.timeouts.placement_s)
@@ -198,6 +199,11 @@ class Scheduler:
         bad = next((v for v in values if isinstance(v, dict) and not v.get("ok")), None)
         x.timing[{"placing": "ready", "starting": "started"}.get(x.phase, "ran")] = time.monotonic()
         if x.phase == "placing":
+            placed = placement.bundle_nodes_by_index(x.pgs)
+            split = next(filter(None, (placement.split_groups(r, t) for r, t in zip(x.reqs, placed))), None)
+            if split:  # never measured as if valid: a TP group across nodes is another configuration
+                self._fail_all(x, Status.FAILED, "placement_split", split)
+                return
             try:
                 self._start_actors(x)
             except RunnerError as e:  # e.g. a lane that cannot be built
@@ -213,7 +219,7 @@ class Scheduler:
             clients = values if x.clients else []
             values = x.starts or values
             self.history.append(x)
-            x.engine = {**values[0], "bundle_nodes": _bundle_nodes(x.pgs), "timing": {
+            x.engine = {**values[0], "bundle_nodes": placement.bundle_nodes(x.pgs), "timing": {
                         "placement_s": x.timing["ready"] - x.timing["placed"],
                         "actor_start_s": x.timing["started"] - x.timing["ready"],
                         "placed_at": x.timing["placed_at"]},
@@ -382,15 +388,4 @@ def _answers(refs: list[Any], timeout_s: float = 5.0) -> list[dict[str, Any] | N
             out.append(ray.get(ref, timeout=timeout_s))
         except Exception:
             out.append(None)
-    return out
-
-
-def _bundle_nodes(pgs: list[Any]) -> list[list[str]]:
-    """Per replica, the node id of each bundle of its group (shows a group spanning nodes)."""
-    from ray.util import placement_group_table
-
-    out = []
-    for pg in pgs:
-        table = placement_group_table(pg).get("bundles_to_node_id") or {}
-        out.append([table[k] for k in sorted(table)])
     return out

@@ -128,12 +128,39 @@ ray.get(orphan.ready(), timeout=30)
 assert placement.remove_orphans("orph") == 1
 assert placement_group_table(orphan)["state"] == "REMOVED"
 assert placement.remove_orphans("orph") == 0
+# fragmented free GPUs (one taken on h100-a: 3 + 4 free): TP 2 x PP 3 = six 1-GPU bundles, and no TP
+# group may span nodes; PACK alone could put 3 ranks on each node. Admission's layout is pinned.
+import time
+from ray._private import state
+from ray.util.placement_group import placement_group
+block = placement_group([{"GPU": 1}], bundle_label_selector=[{"ray.io/node-id": ids["h100-a"]}])
+ray.get(block.ready(), timeout=30)
+for _ in range(100):  # availability catches up with the groups created and removed above
+    avail = state.available_resources_per_node()
+    if avail[ids["h100-a"]].get("GPU", 0) == 3 and avail[ids["h100-b"]].get("GPU", 0) == 4:
+        break
+    time.sleep(0.1)
+frag = placement.request_for(cfg.model_copy(update={"tp": 2, "pp": 3}), nodes)
+assert frag.group == 2 and len(frag.bundles) == 6, frag
+layouts = []
+assert placement.reserve([frag], nodes, avail, layouts)
+assert layouts == [[ids["h100-a"]] * 2 + [ids["h100-b"]] * 4], layouts
+pg = placement.create(frag, "runner:span-test:frag", nodes, layouts[0])
+ray.get(pg.ready(), timeout=30)
+where = {int(k): v for k, v in placement_group_table(pg)["bundles_to_node_id"].items()}
+assert [where[i] for i in range(6)] == layouts[0], (where, layouts)
+assert placement.split_groups(frag, where) is None
+bad = placement.split_groups(frag, {i: n for i, n in enumerate([ids["h100-a"]] * 3 + [ids["h100-b"]] * 3)})
+assert bad and "TP=2 needs a multiple of 2" in bad, bad
+remove_placement_group(pg)
+remove_placement_group(block)
 print("SPAN-OK")
 """
 
 
 def test_a_shape_larger_than_a_node_spans_nodes_one_gpu_per_bundle(cluster, tmp_path):
-    """TP=8 on 4-GPU H100 nodes: 8 one-GPU bundles packed over both H100 nodes (placement only:
+    """TP=8 on 4-GPU H100 nodes: 8 one-GPU bundles packed over both H100 nodes; on fragmented free
+    GPUs, TP 2 x PP 3 keeps each TP group on one node, pinned where admission chose (placement only:
     vLLM's Ray executor, which would use it, is refused on the CPU platform). Runs as its own
     driver process so this test process stays attached to its own cluster."""
     c, ids = cluster
