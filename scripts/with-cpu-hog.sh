@@ -7,5 +7,10 @@ core="${HOG_CORE:-0}"
 taskset -c "$core" python3 -c 'while True: pass' &
 hog=$!
 trap 'kill "$hog" 2>/dev/null || true' EXIT
+sleep 0.5
+if ! kill -0 "$hog" 2>/dev/null; then
+  echo "with-cpu-hog: the hog did not start (is taskset installed?); the run would not be busy" >&2
+  exit 1
+fi
 echo "with-cpu-hog: pid $hog spins on core $core"
 "$@"

@@ -43,8 +43,11 @@ class EngineActor:
         import ray
 
         ctx = ray.get_runtime_context()
+        import psutil
+
         env = (ctx.runtime_env or {}).get("env_vars") or {}
         return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid(),
+                "create_time": psutil.Process().create_time(),  # with the pid: this very process
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
                 "env_names": sorted(k for k in env if k in os.environ)}  # names only: values may be secret
@@ -63,6 +66,9 @@ class EngineActor:
                 note = version_drift(self.config.engine, catalogue_version, self.config.engine_args)
         except VersionDrift as e:
             return {"ok": False, "reason": "engine_start_error.bad_argument", "error": str(e), "log_tail": ""}
+        except Exception as e:  # the engine's own install is broken: a start error like any other
+            return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
+                    "log_tail": _tail(traceback.format_exc())}
         try:
             self.engine = self._engine()
             await self.engine.start(self.config, multi_node=self.multi_node)
@@ -77,6 +83,9 @@ class EngineActor:
         got = recs[0].output_tokens
         info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
                 **self.where(), **({"version_note": note} if note else {}), "child_pids": _descendants()}
+        facts = getattr(self.engine, "placement_facts", None)
+        if facts is not None:
+            info.update(facts())
         launchers = getattr(self.engine, "launchers", None)
         if launchers:  # an engine spanning nodes with one launcher per node (SGLang): where each one runs
             info["launchers"] = launchers

@@ -78,9 +78,10 @@ def launchable(types: NodeTypes, live: list[dict[str, Any]]) -> list[dict[str, A
     out: list[dict[str, Any]] = []
     for name, t in sorted(types.types.items()):
         have = sum(1 for n in alive if _is_type(n, t))
-        for i in range(max(t.max_workers - have, 0)):
-            if room is not None and len(out) >= room:
-                return out
+        headroom = max(t.max_workers - have, 0)
+        # the cluster-wide cap bounds each type, not the types in name order: any one type can still
+        # reach it (launches that together pass it wait for nodes, up to timeouts.placement_s)
+        for i in range(headroom if room is None else min(headroom, room)):
             out.append({"NodeID": f"launchable:{name}:{i}", "Alive": True, "Launchable": True, "NodeType": name,
                         "Resources": nodetypes.node_shape(t), "Labels": dict(t.labels)})
     return out

@@ -21,7 +21,7 @@ names start with ``prefix(sweep)`` so a restarted driver can remove orphans.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.plan import ServingConfig
@@ -63,7 +63,11 @@ def _matches(node: dict[str, Any], label: str | None, label_key: str) -> bool:
 
 
 def typed_nodes(nodes: list[dict[str, Any]], label: str | None, label_key: str = LABEL_KEY) -> list[dict]:
-    return [n for n in nodes if n.get("Alive") and _matches(n, label, label_key)]
+    """Alive nodes of the type (``label``); for a request of no type (CPU hardware, a client), every
+    live node and only the launchable nodes without GPUs: a CPU bundle never makes the autoscaler
+    launch a GPU node."""
+    return [n for n in nodes if n.get("Alive") and _matches(n, label, label_key)
+            and not (label is None and n.get("Launchable") and (n.get("Resources") or {}).get("GPU", 0) > 0)]
 
 
 def request_for(config: ServingConfig, nodes: list[dict[str, Any]], label_key: str = LABEL_KEY) -> Request:
@@ -214,6 +218,35 @@ def reserve(reqs: list[Request], nodes: list[dict[str, Any]], available: dict[st
     return True
 
 
+def retake(reqs: list[Request], layouts: list[list[str]], nodes: list[dict[str, Any]],
+           available: dict[str, dict[str, float]]) -> bool:
+    """Take a created but not yet ready launch's resources out of ``available`` again (mutated only
+    when all fit): bundles pinned to live nodes (``create``) exactly there, the rest as ``reserve``
+    packs them, so admission's model of the cluster matches where Ray must put the group."""
+    live = {n["NodeID"] for n in nodes if n.get("Alive") and not n.get("Launchable")}
+    cap = {k: dict(v) for k, v in available.items()}
+    rest: list[Request] = []
+    for i, req in enumerate(reqs):
+        lay = layouts[i] if i < len(layouts) else []
+        if not (req.group > 1 and req.spans_nodes and len(lay) == len(req.bundles) and set(lay) & live):
+            rest.append(req)
+            continue
+        for b, node in zip(req.bundles, lay):
+            if node not in live:
+                continue
+            if node not in cap or any(cap[node].get(r, 0) < v for r, v in b.items()):
+                return False
+            for r, v in b.items():
+                cap[node][r] -= v
+        unpinned = [b for b, node in zip(req.bundles, lay) if node not in live]  # whole units (pack kept them so)
+        if unpinned:
+            rest.append(replace(req, bundles=unpinned))
+    if rest and not reserve(rest, nodes, cap):
+        return False
+    available.update(cap)
+    return True
+
+
 def split_groups(req: Request, bundle_nodes: dict[int, str], engine_node: str | None = None) -> str | None:
     """``None`` when every TP group of a placed spanning group lies on one node, else why not.
 
@@ -225,15 +258,18 @@ def split_groups(req: Request, bundle_nodes: dict[int, str], engine_node: str | 
     """
     if req.group <= 1 or not req.spans_nodes or req.strategy != "PACK":
         return None
+    gpu = {k: n for k, n in bundle_nodes.items() if k < len(req.bundles) and req.bundles[k].get("GPU", 0) > 0}
+    if not gpu:  # a group Ray no longer knows (removed): nothing to check
+        return None
     counts: dict[str, int] = {}
-    for k in sorted(bundle_nodes):
-        counts[bundle_nodes[k]] = counts.get(bundle_nodes[k], 0) + 1
-    first = engine_node or bundle_nodes[min(bundle_nodes)]
+    for k in sorted(gpu):  # GPU bundles only, as vLLM ranks them (api openai adds a CPU bundle for its client)
+        counts[gpu[k]] = counts.get(gpu[k], 0) + 1
+    first = engine_node or gpu[min(gpu)]
     order = [first, *sorted(n for n in counts if n != first)]
     bad = [f"{n[:12]}: {counts[n]}" for n in order if counts[n] % req.group]
     if not bad:
         return None
-    return (f"the group's {len(bundle_nodes)} GPU bundles landed {', '.join(f'{n[:12]}: {counts[n]}' for n in order)} "
+    return (f"the group's {len(gpu)} GPU bundles landed {', '.join(f'{n[:12]}: {counts[n]}' for n in order)} "
             f"per node; TP={req.group} needs a multiple of {req.group} on each node, or a TP group would span "
             f"nodes ({', '.join(bad)})")
 
@@ -260,8 +296,8 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[st
     request's own (STRICT_SPREAD for SGLang across nodes: one bundle per node). A spanning group
     whose bundles come in units (``req.group``: vLLM's TP groups) is pinned to the live nodes the
     admission chose (``layout``, by Ray's ``ray.io/node-id`` label), since PACK alone is best effort
-    and may split a unit; a layout that counts on launchable nodes is not pinned (their ids do not
-    exist yet) and is checked once placed (``split_groups``).
+    and may split a unit; bundles on launchable nodes are not pinned (their ids do not exist yet),
+    and every spanning group is checked once placed (``split_groups``).
     """
     from ray.util.placement_group import placement_group
 
@@ -281,9 +317,10 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[st
             for b in bundles:
                 b[resource] = 0.001
     live = {n["NodeID"] for n in nodes if n.get("Alive") and not n.get("Launchable")}
-    if req.group > 1 and req.spans_nodes and layout and len(layout) == len(bundles) and set(layout) <= live:
+    if req.group > 1 and req.spans_nodes and layout and len(layout) == len(bundles) and set(layout) & live:
         selectors = kwargs.get("bundle_label_selector") or [{} for _ in bundles]
-        kwargs["bundle_label_selector"] = [{**sel, NODE_ID_LABEL: node} for sel, node in zip(selectors, layout)]
+        kwargs["bundle_label_selector"] = [{**sel, NODE_ID_LABEL: node} if node in live else sel
+                                           for sel, node in zip(selectors, layout)]  # launchable: no id yet
     return placement_group(bundles=bundles, **kwargs)
 
 

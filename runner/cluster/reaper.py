@@ -19,16 +19,19 @@ from typing import Any
 REAP_TIMEOUT_S = 30.0
 
 
-def kill_tree(pid: int, timeout_s: float = REAP_TIMEOUT_S) -> dict[str, Any]:
+def kill_tree(pid: int, timeout_s: float = REAP_TIMEOUT_S, create_time: float | None = None) -> dict[str, Any]:
     """SIGKILL process ``pid`` and all its descendants on this node; wait until they have exited.
 
     Returns ``{"pids": [...], "survivors": [...]}``: every pid found (the actor first) and those still
-    alive after ``timeout_s`` (empty on success). A ``pid`` already gone is no error.
+    alive after ``timeout_s`` (empty on success). A ``pid`` already gone, or reused by a process
+    started at another ``create_time`` than the actor's, is left alone.
     """
     import psutil
 
     try:
         root = psutil.Process(pid)
+        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+            return {"pids": [], "survivors": []}  # the actor is gone and its pid belongs to someone else
         procs = [root, *root.children(recursive=True)]  # before any kill: orphans lose their parent link
     except psutil.NoSuchProcess:
         return {"pids": [], "survivors": []}
@@ -57,17 +60,20 @@ def _running(p: Any) -> bool:
         return False
 
 
-def reap(places: list[dict[str, Any] | None], timeout_s: float = REAP_TIMEOUT_S) -> list[dict[str, Any]]:
+def reap(places: list[dict[str, Any] | None], timeout_s: float = REAP_TIMEOUT_S, wait: bool = True
+         ) -> list[dict[str, Any]]:
     """Kill each engine actor's process tree on its own node (``places``: the actors' ``where()``
-    answers, ``node_id`` and ``pid``; ``None`` for an actor that never answered) and wait for them.
-    Best-effort: a node that has gone takes its processes with it."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    task = ray.remote(num_cpus=0, max_retries=0)(kill_tree)
-    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(p["node_id"], soft=False)).remote(
-            int(p["pid"]), timeout_s) for p in places if p and p.get("node_id") and p.get("pid")]
+    answers, ``node_id``, ``pid`` and ``create_time``; ``None`` for an actor that never answered)
+    and, with ``wait``, return once they have exited (without: when the kills are sent, as a
+    stopping driver must). Best-effort, never raises: a node that has gone took its processes."""
     try:
-        return list(ray.get(refs, timeout=timeout_s + 10))
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=0, max_retries=0)(kill_tree)
+        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(p["node_id"], soft=False)).remote(
+                int(p["pid"]), timeout_s, p.get("create_time")) for p in places if p and p.get("node_id")
+                and p.get("pid")]
+        return list(ray.get(refs, timeout=timeout_s + 10)) if wait else []
     except Exception as e:
         return [{"error": f"{type(e).__name__}: {e}"[:300]}]

@@ -68,6 +68,7 @@ class Launch:
     actors: list[Any] = field(default_factory=list)
     clients: list[Any] = field(default_factory=list)  # api openai/endpoint: one load-driving client per replica
     places: list[Any] = field(default_factory=list)  # refs: each engine actor's where() (node, pid), asked first
+    layouts: list[list[str]] = field(default_factory=list)  # node id per bundle per replica, as admitted
     starts: list[dict[str, Any]] = field(default_factory=list)  # api openai: the engine actors' start results
     refs: list[Any] = field(default_factory=list)
     waiting: set = field(default_factory=set)
@@ -157,7 +158,7 @@ class Scheduler:
         running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
         available = capacity.available(state.available_resources_per_node(), extra)
         for x in self.launches:  # created but not ready: Ray's availability does not count them yet
-            if x.phase == "placing" and not placement.reserve(x.reqs, nodes, available):
+            if x.phase == "placing" and not placement.retake(x.reqs, x.layouts, nodes, available):
                 return  # a group really waits for room: what frees up is its, first
         now = time.monotonic()
         queued = sorted((x for x in self.launches if x.phase == "queued"),
@@ -175,6 +176,7 @@ class Scheduler:
 
     def _place(self, x: Launch, nodes: list[dict], layouts: list[list[str]]) -> None:
         self._seq += 1
+        x.layouts = layouts
         base = f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}"
         x.pgs = [placement.create(r, f"{base}-r{i}", nodes, lay) for i, (r, lay) in enumerate(zip(x.reqs, layouts))]
         x.timing["placed"] = time.monotonic()
@@ -199,6 +201,9 @@ class Scheduler:
         bad = next((v for v in values if isinstance(v, dict) and not v.get("ok")), None)
         x.timing[{"placing": "ready", "starting": "started"}.get(x.phase, "ran")] = time.monotonic()
         if x.phase == "placing":
+            if bad:  # a group Ray dropped before it was ready (removed by another driver of this sweep?)
+                self._fail_all(x, Status.FAILED, "placement_lost", bad.get("error", ""))
+                return
             placed = placement.bundle_nodes_by_index(x.pgs)
             split = next(filter(None, (placement.split_groups(r, t) for r, t in zip(x.reqs, placed))), None)
             if split:  # never measured as if valid: a TP group across nodes is another configuration
@@ -335,13 +340,14 @@ class Scheduler:
         self._teardown(x)
 
     def _kill_all(self, reason: str) -> None:
-        for x in self.launches:
+        for x in self.launches:  # every record first: `ray job stop` SIGKILLs the driver 3 s after SIGTERM
             if x.current is not None:
                 t, x.current = x.current, None
                 self.on_end(Outcome(t, Status.KILLED, reason, "the driver was stopped", engine=x.engine,
                                     started=x.current_started))
             x.pending = []
-            self._teardown(x, graceful=False)  # `ray job stop` SIGKILLs 3 s after SIGTERM
+        for x in self.launches:  # then the engines: their trees are killed, not waited for
+            self._teardown(x, graceful=False)
 
     def _tail(self, x: Launch) -> str:
         import ray
@@ -363,7 +369,7 @@ class Scheduler:
                 except Exception:
                     pass
         if x.places:  # the engines' process trees are gone before the groups are: nothing holds their devices
-            reaper.reap(_answers(x.places))
+            reaper.reap(_answers(x.places, 5.0 if graceful else 0.5), wait=graceful)
         for group in (x.clients, x.actors):
             for a in group:
                 ray.kill(a, no_restart=True)

@@ -187,7 +187,11 @@ class VllmEngine:
         import vllm
 
         return {"engine": "vllm", "engine_version": vllm.__version__, "torch": torch.__version__,
-                "transformers": transformers.__version__, "compile_cache": self._cache_root}
+                "transformers": transformers.__version__}
+
+    def placement_facts(self) -> dict[str, str]:
+        """Where this replica keeps its state on its node (system.json only, never an MLflow param)."""
+        return {"compile_cache": self._cache_root}
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -43,6 +43,7 @@ FAILURE_REASONS = {
     "request_timeout": "a stream produced no chunk for timeouts.request_s",
     "trial_timeout": "the load point did not finish within timeouts.trial_s",
     "placement_timeout": "the placement group stayed pending past timeouts.placement_s",
+    "placement_lost": "the placement group was removed before it was ready (another driver of the sweep?)",
     "placement_split": "a replica's group landed with a TP group split over nodes; not measured (a retry may fit)",
     "unschedulable": "no node set in the cluster can ever hold this shape",
     "invalid_result": "the measurement failed a validity gate (see runner.measure.validity)",

@@ -143,7 +143,7 @@ class Recorder:
         keys = ("versions", "system", "node_id", "hostname", "pid", "cuda_visible_devices", "gpu_ids", "start_s",
                 "replicas", "bundle_nodes", "timing", "launchers",  # launchers: an engine spanning nodes
                 "api", "clients", "server_urls",  # api openai: the client actors and the servers they drove
-                "env_names", "child_pids", "version_note")  # env names set for the engine (never values)
+                "env_names", "child_pids", "version_note", "compile_cache")  # env: names only, never values
         spool.write_json(d / "system.json", {"driver": {"python": sys.version.split()[0], "runner": __version__},
                                              "engine": {k: eng.get(k) for k in keys}})
         if res.get("samples"):

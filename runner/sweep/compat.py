@@ -40,4 +40,5 @@ def check_lane_kinds(file: str, spec: Any, lanes: dict, hw: dict) -> None:
             raise SweepSpecError(file, key, lane, f"a lane for {', '.join(sorted(set(kinds.values())))} hardware: "
                                  f"{lane} serves {want} only, and the sweep runs it on {', '.join(wrong)}",
                                  "pick a lane of that kind (`grep -B1 -A4 hardware: configs/lanes.yaml`), or "
-                                 "exclude those hardware types for this engine")
+                                 "split the sweep by hardware kind (a lane applies to every hardware type of the "
+                                 "sweep, whatever exclude drops)")

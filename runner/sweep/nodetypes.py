@@ -35,7 +35,7 @@ DEFAULT_CPUS_PER_GPU = 8
 
 
 class NodeTypeSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)  # a launcher file's node_config etc. are not ours
+    model_config = ConfigDict(extra="forbid", frozen=True)  # a launcher file's node_config etc.: see FIELDS
 
     resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -92,12 +92,16 @@ def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
     if not isinstance(types, dict) or not types:
         raise SweepSpecError(file, "cluster.config", path, "a cluster-launcher YAML with available_node_types")
     head = raw.get("head_node_type")
+    cap = raw.get("max_workers")
     out = {}
     for name, entry in types.items():
         if name == head:
             continue
+        fields = {k: v for k, v in (entry or {}).items() if k in NodeTypeSpec.model_fields}
+        if "max_workers" not in fields and isinstance(cap, int):  # as Ray's fill_node_type_min_max_workers
+            fields["max_workers"] = cap
         try:
-            out[str(name)] = NodeTypeSpec.model_validate(entry or {})
+            out[str(name)] = NodeTypeSpec.model_validate(fields)
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(x) for x in err["loc"])

@@ -181,7 +181,7 @@ def test_sglang_abort_is_exact_and_stats_are_sampled(lane, tiny_model, tmp_path)
     script.write_text(textwrap.dedent(SCRIPT))
     out = json.loads(lane_python(lane, [str(script), tiny_model], timeout=600).strip().splitlines()[-1])
     x1, going = out["x1"], out["going"]
-    assert x1[1] == "abort" and 0 < x1[0] < 4000, out
+    assert x1[1] == "abort" and 0 <= x1[0] < 4000, out
     assert all(n >= 16 and not done for n, done in going.values()), out
     busy, idle = out["busy"], out["idle"]
     # identical prompts share one radix-cached copy: used tokens = 32 + decoded ones

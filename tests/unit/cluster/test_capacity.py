@@ -31,7 +31,10 @@ def test_launchable_nodes_are_each_types_headroom_within_the_cluster_cap():
     assert [n["NodeID"] for n in capacity.launchable(types, [HEAD, _live_h100(0)])] == \
         ["launchable:H100:0", "launchable:H200:0"]
     capped = capacity.NodeTypes({"H100": H100, "H200": H200}, "test", max_workers=2)
-    assert len(capacity.launchable(capped, [HEAD, _live_h100(0)])) == 1
+    # one worker node left under the cap: each type may still take it, none is cut off by name order
+    assert [n["NodeID"] for n in capacity.launchable(capped, [HEAD, _live_h100(0)])] == \
+        ["launchable:H100:0", "launchable:H200:0"]
+    assert capacity.launchable(capped, [HEAD, _live_h100(0), _live_h100(1)]) == []
 
 
 def test_feasibility_counts_launchable_nodes_and_says_which_are_which():
@@ -66,3 +69,26 @@ def test_node_types_come_from_the_sweep_then_the_heads_bootstrap_file(tmp_path):
     assert list(boot.types) == ["gpu"] and boot.source == str(launcher)
     assert capacity.node_types(sweep, None, bootstrap=str(tmp_path / "none.yaml")).types == {}
     assert "gpu (0..2, 4 GPU H100, 32 CPU)" in got.describe()
+
+
+def test_a_launcher_type_without_max_workers_takes_the_clusters_and_a_typo_is_refused(tmp_path):
+    import pytest
+
+    from runner.core import SweepSpecError
+
+    launcher = tmp_path / "c.yaml"
+    launcher.write_text(json.dumps({"max_workers": 5, "available_node_types": {
+        "gpu": {"resources": {"GPU": 8}, "node_config": {}}}}))
+    assert nodetypes.read_launcher_config("s.yaml", str(launcher))["gpu"].max_workers == 5  # Ray's own default
+    with pytest.raises(Exception, match="max_worker"):
+        nodetypes.ClusterSpec.model_validate({"node_types": {"gpu": {"resources": {"GPU": 8}, "max_worker": 2}}})
+    launcher.write_text(json.dumps({"available_node_types": {"gpu": {"resources": {"GPU": "eight"}}}}))
+    with pytest.raises(SweepSpecError, match=r"available_node_types\.gpu\.resources"):
+        nodetypes.read_launcher_config("s.yaml", str(launcher))
+
+
+def test_a_request_of_no_type_never_counts_on_a_launchable_gpu_node():
+    types = capacity.NodeTypes({"H100": H100}, "test")
+    nodes = [HEAD, *capacity.launchable(types, [HEAD])]
+    cpu = ServingConfig(engine="vllm", model="m", model_path="/m", hardware="cpu", tp=4)  # 4 CPUs: the head has 2
+    assert placement.check([placement.request_for(cpu, nodes)], nodes) is not None  # not a GPU node launch

@@ -54,3 +54,24 @@ def test_tp_larger_than_every_node_spans_nodes_in_whole_slices():
     assert req.group == 4 and placement.check([req], four) is None
     assert placement.tp_unit(5, 4) == 1 and placement.tp_unit(8, 4) == 4 and placement.tp_unit(6, 4) == 3
     assert placement.tp_unit(4, 8) == 4 and placement.tp_unit(8, 0) == 1
+
+
+def test_the_openai_client_bundle_is_not_a_rank():
+    from dataclasses import replace
+
+    four = [_node("a", 4), _node("b", 4)]
+    req = _req(4, 2, four)
+    served = replace(req, bundles=[*req.bundles, {"CPU": 1.0}])  # api openai: a client bundle at the end
+    where = {i: n for i, n in enumerate(["a"] * 4 + ["b"] * 4 + ["b"])}
+    assert placement.split_groups(served, where) is None
+    assert placement.split_groups(req, {}) is None  # a group Ray no longer knows: nothing to check
+
+
+def test_a_pinned_group_waiting_to_be_placed_is_counted_where_it_was_pinned():
+    four = [_node("a", 4), _node("b", 4), _node("c", 4)]
+    req = _req(2, 4, four)
+    avail = {"a": {"GPU": 4.0, "CPU": 16.0}, "b": {"GPU": 4.0, "CPU": 16.0}, "c": {"GPU": 4.0, "CPU": 16.0}}
+    layout = ["b", "b", "b", "b", "c", "c", "c", "c"]  # where create() pinned it
+    assert placement.retake([req], [layout], four, avail)
+    assert avail["a"]["GPU"] == 4.0 and avail["b"]["GPU"] == 0.0 and avail["c"]["GPU"] == 0.0
+    assert not placement.retake([req], [layout], four, avail)  # b and c are taken: it really waits
