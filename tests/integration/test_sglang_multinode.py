@@ -244,6 +244,9 @@ def test_the_runner_runs_sglang_over_two_nodes_and_records_each_launcher(cluster
     hw = yaml.safe_load((configs / "hardware.yaml").read_text())
     hw["H100"]["env"] = dict(OMP_BIND)
     (configs / "hardware.yaml").write_text(yaml.safe_dump(hw))
+    lanes = yaml.safe_load((configs / "lanes.yaml").read_text())  # the CPU build on fake GPUs, knowingly:
+    lanes["sglang-cpu"]["hardware"] = "any"                       # validate refuses the shipped lane there
+    (configs / "lanes.yaml").write_text(yaml.safe_dump(lanes))
     env = driver_env(c.address, RUNNER_CONFIG_DIR=str(configs))
     log = tmp_path / "run.log"
     p = start_driver(write_sweep(SWEEP), env, log)
