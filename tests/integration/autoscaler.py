@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -129,4 +130,7 @@ class AutoscalingHead:
                     pass
             psutil.wait_procs(alive, timeout=5)
         time.sleep(0.2)
-        return sorted(self._processes())
+        left = sorted(self._processes())
+        if not left:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        return left
