@@ -40,11 +40,10 @@ class EngineActor:
 
     def where(self) -> dict[str, Any]:
         """Where this replica runs and which devices it holds."""
+        import psutil
         import ray
 
         ctx = ray.get_runtime_context()
-        import psutil
-
         env = (ctx.runtime_env or {}).get("env_vars") or {}
         return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid(),
                 "create_time": psutil.Process().create_time(),  # with the pid: this very process
@@ -60,18 +59,13 @@ class EngineActor:
         argument the sweep gives, fails the start before the engine loads (both versions named).
         """
         t0 = time.perf_counter()
-        note = None
-        try:
-            if self.config.engine in MODULES:
-                note = version_drift(self.config.engine, catalogue_version, self.config.engine_args)
-        except VersionDrift as e:
-            return {"ok": False, "reason": "engine_start_error.bad_argument", "error": str(e), "log_tail": ""}
-        except Exception as e:  # the engine's own install is broken: a start error like any other
-            return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
-                    "log_tail": _tail(traceback.format_exc())}
-        try:
+        try:  # a broken engine install fails version_drift like the start itself: classified the same
+            note = version_drift(self.config.engine, catalogue_version, self.config.engine_args) \
+                if self.config.engine in MODULES else None
             self.engine = self._engine()
             await self.engine.start(self.config, multi_node=self.multi_node)
+        except VersionDrift as e:  # before the engine loaded: the message names both versions
+            return {"ok": False, "reason": "engine_start_error.bad_argument", "error": str(e), "log_tail": ""}
         except Exception as e:
             return {"ok": False, "reason": classify_start_error(e), "error": _short(e),
                     "log_tail": log_tail(80) + "\n\n" + _tail(traceback.format_exc())}

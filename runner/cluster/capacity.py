@@ -56,13 +56,13 @@ def node_types(file: str, spec: nodetypes.ClusterSpec | None, bootstrap: str = B
     """The node types the runner counts for sweep ``file`` (see the module docstring for the order)."""
     if spec is not None and (spec.config or spec.node_types):
         src = " and ".join(x for x in (spec.config, "cluster.node_types" if spec.node_types else "") if x)
-        cap = nodetypes.launcher_max_workers(file, spec.config) if spec.config else None
-        return NodeTypes(nodetypes.node_types(file, spec), src, cap)
+        types, cap = nodetypes.node_types(file, spec)
+        return NodeTypes(types, src, cap)
     boot = Path(bootstrap).expanduser()
     if boot.is_file():
         try:
-            return NodeTypes(nodetypes.read_launcher_config(str(boot), str(boot)), str(boot),
-                             nodetypes.launcher_max_workers(str(boot), str(boot)))
+            types, cap = nodetypes.read_launcher_config(str(boot), str(boot))
+            return NodeTypes(types, str(boot), cap)
         except Exception:  # a head's own file that is not a launcher config: count live nodes only
             return NodeTypes()
     return NodeTypes()

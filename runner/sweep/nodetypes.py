@@ -52,19 +52,17 @@ class ClusterSpec(BaseModel):
                                                 description="Node types the autoscaler may launch, by name.")
 
 
-def node_types(file: str, spec: ClusterSpec | None) -> dict[str, NodeTypeSpec]:
-    """Launchable node types by name: the launcher file's, then the sweep's own (which win).
+def node_types(file: str, spec: ClusterSpec | None) -> tuple[dict[str, NodeTypeSpec], int | None]:
+    """Launchable node types by name (the launcher file's, then the sweep's own, which win), and the
+    launcher file's cluster-wide ``max_workers`` when it sets one.
 
     The launcher file's head type is left out (it is the head: it already runs). Raises
     ``SweepSpecError`` naming ``cluster.config`` when the file cannot be read as a launcher config.
     """
     if spec is None:
-        return {}
-    out: dict[str, NodeTypeSpec] = {}
-    if spec.config:
-        out.update(read_launcher_config(file, spec.config))
-    out.update(spec.node_types)
-    return out
+        return {}, None
+    out, cap = read_launcher_config(file, spec.config) if spec.config else ({}, None)
+    return {**out, **spec.node_types}, cap
 
 
 def _read(file: str, path: str) -> dict[str, Any]:
@@ -79,26 +77,22 @@ def _read(file: str, path: str) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def launcher_max_workers(file: str, path: str) -> int | None:
-    """The launcher file's cluster-wide ``max_workers`` (worker nodes at most), if it sets one."""
-    value = _read(file, path).get("max_workers")
-    return int(value) if isinstance(value, int) and value >= 0 else None
-
-
-def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
-    """``available_node_types`` of a cluster-launcher YAML, minus its ``head_node_type``."""
+def read_launcher_config(file: str, path: str) -> tuple[dict[str, NodeTypeSpec], int | None]:
+    """``available_node_types`` of a cluster-launcher YAML, minus its ``head_node_type``, and its
+    cluster-wide ``max_workers`` (worker nodes at most) when it sets one; one read of the file."""
     raw = _read(file, path)
     types = raw.get("available_node_types")
     if not isinstance(types, dict) or not types:
         raise SweepSpecError(file, "cluster.config", path, "a cluster-launcher YAML with available_node_types")
     head = raw.get("head_node_type")
-    cap = raw.get("max_workers")
+    value = raw.get("max_workers")
+    cap = int(value) if isinstance(value, int) and value >= 0 else None
     out = {}
     for name, entry in types.items():
         if name == head:
             continue
         fields = {k: v for k, v in (entry or {}).items() if k in NodeTypeSpec.model_fields}
-        if "max_workers" not in fields and isinstance(cap, int):  # as Ray's fill_node_type_min_max_workers
+        if "max_workers" not in fields and cap is not None:  # as Ray's fill_node_type_min_max_workers
             fields["max_workers"] = cap
         try:
             out[str(name)] = NodeTypeSpec.model_validate(fields)
@@ -107,7 +101,7 @@ def read_launcher_config(file: str, path: str) -> dict[str, NodeTypeSpec]:
             where = ".".join(str(x) for x in err["loc"])
             raise SweepSpecError(file, f"cluster.config: available_node_types.{name}.{where}",
                                  err.get("input"), err["msg"]) from None
-    return out
+    return out, cap
 
 
 def node_shape(t: NodeTypeSpec) -> dict[str, Any]:

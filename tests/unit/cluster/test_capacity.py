@@ -79,7 +79,7 @@ def test_a_launcher_type_without_max_workers_takes_the_clusters_and_a_typo_is_re
     launcher = tmp_path / "c.yaml"
     launcher.write_text(json.dumps({"max_workers": 5, "available_node_types": {
         "gpu": {"resources": {"GPU": 8}, "node_config": {}}}}))
-    assert nodetypes.read_launcher_config("s.yaml", str(launcher))["gpu"].max_workers == 5  # Ray's own default
+    assert nodetypes.read_launcher_config("s.yaml", str(launcher))[0]["gpu"].max_workers == 5  # Ray's own default
     with pytest.raises(Exception, match="max_worker"):
         nodetypes.ClusterSpec.model_validate({"node_types": {"gpu": {"resources": {"GPU": 8}, "max_worker": 2}}})
     launcher.write_text(json.dumps({"available_node_types": {"gpu": {"resources": {"GPU": "eight"}}}}))
