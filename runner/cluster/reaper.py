@@ -35,7 +35,7 @@ def kill_tree(pid: int, timeout_s: float = REAP_TIMEOUT_S, create_time: float | 
         procs = [root, *root.children(recursive=True)]  # before any kill: orphans lose their parent link
     except psutil.NoSuchProcess:
         return {"pids": [], "survivors": []}
-    for p in reversed(procs):  # the deepest first, so nothing respawns a worker
+    for p in reversed(procs):  # descendants before the actor (psutil lists parents before their children)
         try:
             p.kill()
         except psutil.NoSuchProcess:

@@ -181,9 +181,6 @@ def free_port_range(span: int = SGLANG_PORT_SPAN, tries: int = 64) -> int:
     raise RuntimeError(f"no free range of {span} ports found in 30000-59999")
 
 
-def _free_port() -> int:
-    return free_port_below_ephemeral()
-
 
 def placed() -> dict[str, Any]:
     """Where the calling Ray worker runs and which GPUs it holds."""
@@ -311,7 +308,7 @@ class NodeGroup:
             if have and have < launch.gpus:
                 raise RuntimeError(f"sglang multi-node: bundle {launch.bundle_index} holds {have:g} GPU(s), "
                                    f"node rank {launch.node_rank} drives {launch.gpus}")
-        args = launcher_args(layout, host_port(ray.util.get_node_ip_address(), _free_port()))
+        args = launcher_args(layout, host_port(ray.util.get_node_ip_address(), free_port_below_ephemeral()))
         self.layout = layout
         cls = ray.remote(SglangFollower)  # inherits the engine actor's runtime env (the lane)
         for launch, own in zip(layout[1:], args[1:]):
