@@ -62,10 +62,15 @@ def random_token_prompts(n: int, input_len: int, vocab_size: int, special_ids: S
 
 def lengths(n: int, mean: int, ratio: float, convention: str, rng: np.random.Generator) -> list[int]:
     """Per-request lengths around ``mean`` under the named range convention; all >= 1."""
-    if ratio <= 0:
-        return [mean] * n
-    lo, hi = (mean * (1 - ratio), mean * (1 + ratio)) if convention == "vllm" else (mean * ratio, mean)
-    return [max(1, int(x)) for x in rng.integers(int(lo), int(hi) + 1, size=n)]
+    if convention == "vllm":
+        if ratio <= 0:
+            return [mean] * n
+        lo, hi = int(mean * (1 - ratio)), int(mean * (1 + ratio))
+    else:  # sglang.bench_serving: randint(max(int(L * r), 1), L + 1); r = 1 is exact, r = 0 is 1..L
+        lo, hi = max(int(mean * ratio), 1), mean
+    if lo >= hi:
+        return [max(1, lo)] * n
+    return [max(1, int(x)) for x in rng.integers(lo, hi + 1, size=n)]
 
 
 def build(n: int, input_len: int, output_len: int, dataset: dict[str, Any] | None, *, vocab_size: int,

@@ -67,9 +67,11 @@ class DatasetSpec(Strict):
     """Where prompts come from. Lengths are token counts from the engine's own tokenizer."""
 
     kind: Literal["random", "prefix", "file"] = "random"
-    range_ratio: float = Field(default=0.0, ge=0, lt=1, description="0 = exact lengths.")
+    range_ratio: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False,
+                               description="vllm: 0 = exact lengths, < 1; sglang: 1 = exact lengths.")
     range_convention: Literal["vllm", "sglang"] = Field(
-        default="vllm", description="vllm: lengths in [L(1-r), L(1+r)]; sglang: lengths in [L*r, L].")
+        default="vllm", description="vllm: lengths in [L(1-r), L(1+r)]; sglang: lengths in [max(1, L*r), L], "
+                                    "as sglang.bench_serving (so r = 0 there means 1..L, not exact).")
     prefix_len: int = Field(default=0, ge=0, description="kind=prefix: tokens shared within a group.")
     groups: int = Field(default=1, ge=1, description="kind=prefix: how many distinct shared prefixes.")
     path: str | None = Field(default=None, description="kind=file: a JSONL or ShareGPT JSON file.")
@@ -149,6 +151,8 @@ class SweepSpec(Strict):
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
     max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
     lanes: dict[str, str] = Field(default_factory=dict, description="Engine name → lane (configs/lanes.yaml).")
+    allow_simulation: bool = Field(default=False, description="engine: simulated (holds resources, no model) "
+                                                                 "runs only when this says so.")
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
         default_factory=dict, description="Environment of the engine processes (NCCL_*, FI_*, …), over the lane's; "
                                           "never the driver's whole environment. Not part of trial ids.")
@@ -221,6 +225,10 @@ def _check(file: str, spec: SweepSpec) -> None:
     for i, name in enumerate(spec.engine):
         if name not in engines:
             raise SweepSpecError(file, f"engine[{i}]", name, _choices(name, engines))
+    if "simulated" in spec.engine and not spec.allow_simulation:
+        raise SweepSpecError(file, f"engine[{spec.engine.index('simulated')}]", "simulated",
+                             "a real engine, or `allow_simulation: true` at the top of the file (the simulated "
+                             "engine only holds resources: every number it gives is labelled SIMULATION)")
     for eng in spec.engine:
         _check_engine_args(file, "engine_args", spec.engine_args, eng)
         for i, m in enumerate(spec.models):
@@ -307,6 +315,10 @@ def _check_workload(file: str, w: WorkloadSpec) -> None:
                     raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
                                          f"an expression giving >= 1 (gives {n} at concurrency {c}, rate {r})")
     d = w.dataset
+    if d.range_convention == "vllm" and d.range_ratio >= 1:
+        raise SweepSpecError(file, "workload.dataset.range_ratio", d.range_ratio,
+                             "a ratio in [0, 1) with range_convention vllm (lengths L(1-r)..L(1+r)); SGLang's "
+                             "--random-range-ratio 1 (exact lengths) is range_convention: sglang, range_ratio: 1")
     if d.kind == "file" and not d.path:
         raise SweepSpecError(file, "workload.dataset.path", None, "a JSONL or ShareGPT file path for kind: file")
     if d.kind == "file":

@@ -42,6 +42,10 @@ def test_range_ratio_conventions():
     assert min(v) >= 50 and max(v) <= 150 and 95 < sum(v) / len(v) < 105     # [L(1-r), L(1+r)]
     assert min(s) >= 50 and max(s) <= 100 and 70 < sum(s) / len(s) < 80      # [L*r, L]
     assert lengths(3, 100, 0.0, "vllm", np.random.default_rng(0)) == [100, 100, 100]
+    # SGLang's own convention end to end: --random-range-ratio 1 is exact, 0 is 1..L (not exact)
+    assert lengths(3, 100, 1.0, "sglang", np.random.default_rng(0)) == [100, 100, 100]
+    s0 = lengths(4000, 100, 0.0, "sglang", np.random.default_rng(0))
+    assert min(s0) == 1 and max(s0) == 100
 
 
 def test_prefix_dataset_shares_a_prefix_within_groups():

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from runner.measure.dataset import lengths
 from runner.plan.grid import expand, group
 from runner.plan.trial import Trial
 from runner.sweep import catalog
@@ -144,7 +146,10 @@ def test_sglang_rps_sweep():
     assert {t.load.request_rate for t in trials} == {1.0, 2.0, 4.0, 8.0}
     assert all(t.load.num_prompts == 300 * t.load.request_rate for t in trials)
     assert all(t.load.concurrency is None for t in trials)                 # open loop, no cap
-    assert all((t.load.input_len, t.load.output_len, t.load.dataset) == (1024, 1024, None) for t in trials)
+    # the study's --random-range-ratio 1, written in SGLang's own convention, and exact lengths there
+    sgl = {"range_ratio": 1.0, "range_convention": "sglang"}
+    assert all((t.load.input_len, t.load.output_len, t.load.dataset) == (1024, 1024, sgl) for t in trials)
+    assert lengths(5, 1024, 1.0, "sglang", np.random.default_rng(0)) == [1024] * 5
     for c in _configs("sglang-rps-sweep.yaml"):
         a = c.engine_args
         assert (c.tp, c.hardware) == (8, "H200")

@@ -45,6 +45,11 @@ BROKEN = [
     (BASE + "  dataset: {kind: file}\n", "workload.dataset.path", "JSONL or ShareGPT"),
     (BASE + "  dataset: {kind: prefix, prefix_len: 500}\n", "workload.dataset.prefix_len", "fewer tokens"),
     (BASE + "  dataset: {range_convention: guidellm}\n", "workload.dataset.range_convention", "'vllm' or 'sglang'"),
+    (BASE + "  dataset: {range_ratio: 1}\n", "workload.dataset.range_ratio",
+     "range_convention: sglang, range_ratio: 1"),
+    (BASE.replace("engine: vllm", "engine: simulated")
+     .replace("engine_args:\n  enforce_eager: true\n  max_num_seqs: [8, 32]\n", ""),
+     "engine[0]", "allow_simulation: true"),
     (BASE + "  num_prompts: \"300 * rate\"\n", "workload.num_prompts", "unknown name 'rate'"),
     (BASE + "  num_prompts: \"__import__('os')\"\n", "workload.num_prompts", "names ['concurrency']"),
     (BASE + "  num_prompts: \"concurrency - 10\"\n", "workload.num_prompts", ">= 1"),
