@@ -10,7 +10,10 @@ Three rules, applied to everything the runner writes (``Store._log`` for params 
    ``engine_args.hf_token`` and ``MLFLOW_TRACKING_PASSWORD`` are secret; ``max_tokens`` is not
    (plural), nor is ``kv_cache_dtype``.
 2. **In URLs.** The userinfo of any ``scheme://user:pass@host`` becomes ``user:***@``; a lone
-   ``scheme://token@host`` becomes ``***@``.
+   ``scheme://token@host`` becomes ``***@``; the value of a secret-looking query parameter
+   (``?token=…``, ``&api_key=…``, ``X-Amz-Signature=…``: a secret name by rule 1, or one ending in
+   ``SIG``, ``SIGNATURE``, ``AUTH``, ``AUTHORIZATION``, ``PASS``, ``PWD``) becomes ``***``.
+   ``public_url`` goes further for identities: it drops the userinfo and those parameters.
 3. **By value.** The value of every secret-named environment variable present now (at least 4
    characters), and every value registered with ``remember`` (secret-named engine arguments),
    is replaced wherever it appears in text, e.g. in an engine's log tail that echoed it.
@@ -26,6 +29,8 @@ from typing import Any
 MASK = "***"
 _NAME = re.compile(r"(^|_)(TOKEN|KEY|SECRET|APIKEY)$|PASSWORD|PASSWD|CREDENTIAL")
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s\"']*)(?::(?P<pw>[^/@\s\"']*))?@")
+_QUERY_NAME = re.compile(r"(^|_)(SIG|SIGNATURE|AUTH|AUTHORIZATION|PASS|PWD)$")
+_QUERY = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.~%-]+)=(?P<val>[^&#;\s\"']*)")
 _remembered: set[str] = set()
 
 
@@ -58,13 +63,45 @@ def _values() -> list[str]:
     return sorted(env | _remembered, key=len, reverse=True)  # longest first: no partial leftovers
 
 
+def secret_query_name(name: str) -> bool:
+    """True when a URL query parameter's name looks like it carries a credential (rule 2)."""
+    from urllib.parse import unquote
+
+    n = unquote(name)
+    return secret_name(n) or bool(_QUERY_NAME.search(n.upper().replace("-", "_")))
+
+
 def url(text: str) -> str:
-    """Rule 2 only: userinfo in URLs masked."""
+    """Rule 2 only: userinfo in URLs and secret-looking query values masked."""
     def sub(m: re.Match) -> str:
         if m.group("pw") is not None:
             return f"{m.group('scheme')}{m.group('user')}:{MASK}@"
         return f"{m.group('scheme')}{MASK}@"
-    return _USERINFO.sub(sub, text)
+
+    def query(m: re.Match) -> str:
+        if m.group("val") and m.group("val") != MASK and secret_query_name(m.group("name")):
+            return f"{m.group('lead')}{m.group('name')}={MASK}"
+        return m.group(0)
+    return _QUERY.sub(query, _USERINFO.sub(sub, text))
+
+
+def public_url(u: str) -> str:
+    """``u`` without its credentials: the userinfo (``user:pass@``, ``token@``) and every
+    secret-looking query parameter (``secret_query_name``) removed, everything else byte for
+    byte as written; a URL holding no credential is returned unchanged. This is what an
+    identity hashes, so changing a password or token never changes a trial id."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(u)
+    if not parts.scheme or not parts.netloc:
+        return u
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    kept = [p for p in parts.query.split("&") if p and not secret_query_name(p.split("=", 1)[0])]
+    query = "&".join(kept)
+    if netloc == parts.netloc and query == parts.query:
+        return u
+    out = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    return out + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def text(s: str) -> str:

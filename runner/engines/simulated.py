@@ -3,8 +3,11 @@
 It exists to measure the scheduler alone (benchmarks/bench_scheduler.py): a request streams
 ``max_tokens`` one-token chunks, chunk i at ``i × sim_token_s`` seconds after the first (on
 the event loop's clock, so sleep overshoot does not accumulate), so a load point's length is
-known in advance. Its numbers are not inference measurements; every run it produces is
-labelled ``engine=simulated`` and its version says so.
+known in advance. Its numbers are not inference measurements: a sweep must say
+``allow_simulation: true`` to use it, and everything its trials produce carries
+``SIMULATION`` (derived from the engine name, ``ServingConfig.simulation``): the run name,
+the ``runner.simulation`` tag and description of its MLflow run, its progress lines, every
+report row and plot; its version says so too.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from runner.engines.base import Delta
-from runner.plan import ServingConfig
+from runner.plan import SIMULATED_ENGINE, ServingConfig
 
 
 class SimulatedEngine:
-    name = "simulated"
+    name = SIMULATED_ENGINE
 
     def __init__(self) -> None:
         self.token_s = 0.01

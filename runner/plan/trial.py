@@ -4,7 +4,12 @@ A *serving configuration* is everything that needs its own engine launch; a *loa
 is everything the load generator varies against one running engine; a *trial* is one of
 each. Ids are content hashes (``runner.plan.ids``) of the fields that define a measurement:
 the model path and the sweep name are deliberately left out, so the same trial in two
-sweep files, or on two machines, has the same id.
+sweep files, or on two machines, has the same id; so is any credential in an endpoint URL
+(``runner.core.redact.public_url``), so a new password never makes resume rerun a sweep.
+
+A trial of the ``simulated`` engine is a SIMULATION, never an inference measurement:
+``ServingConfig.simulation`` says so from the engine alone (no flag to forget), and its
+``label`` (run names, progress lines, ``plan``) starts with ``SIMULATION``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from runner.core import redact
 from runner.plan.ids import content_id
+
+#: The engine whose trials are simulations (``runner.engines.simulated``), and their marker.
+SIMULATED_ENGINE = "simulated"
+SIMULATION = "SIMULATION"
 
 
 class Status(str, Enum):
@@ -82,7 +92,8 @@ class ServingConfig(Record):
         The lane and the API mode count (another engine build, or the HTTP stack in the path, is
         another measurement), except at their defaults (lane ``default``, api ``engine``, no
         endpoint), which are left out so ids from before they existed stay valid. An endpoint
-        counts by URL and served model name only (not the variable holding its key).
+        counts by URL and served model name only (not the variable holding its key), and the
+        URL without its credentials (``redact.public_url``: no userinfo, no token parameters).
         """
         d = self.model_dump(exclude={"serving_config_id", "model_path"})
         for key, neutral in (("lane", "default"), ("api", "engine"), ("endpoint", None)):
@@ -90,7 +101,14 @@ class ServingConfig(Record):
                 del d[key]
         if d.get("endpoint"):
             d["endpoint"] = {k: d["endpoint"].get(k) for k in ("base_url", "model")}
+            if d["endpoint"]["base_url"]:
+                d["endpoint"]["base_url"] = redact.public_url(str(d["endpoint"]["base_url"]))
         return d
+
+    @property
+    def simulation(self) -> bool:
+        """True for the simulated engine: its numbers are not inference measurements."""
+        return self.engine == SIMULATED_ENGINE
 
     @property
     def gpus_per_replica(self) -> int:
@@ -103,13 +121,12 @@ class ServingConfig(Record):
 
     def label(self) -> str:
         """Human name (run names, logs): secret-named engine arguments show as ***."""
-        from runner.core import redact
-
         args = " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(self.engine_args.items()))
         shape = f"tp{self.tp} pp{self.pp} dp{self.dp}{' ep' if self.ep else ''}"
         lane = "" if self.lane == "default" else f" [{self.lane}]"
         api = "" if self.api == "engine" else f" via {self.api}"
-        return f"{self.engine}{lane}{api} {self.model} {self.hardware} {shape} {args}".strip()
+        sim = f"{SIMULATION} " if self.simulation else ""
+        return f"{sim}{self.engine}{lane}{api} {self.model} {self.hardware} {shape} {args}".strip()
 
 
 class LoadPoint(Record):
@@ -166,10 +183,12 @@ class Trial(Record):
         return content_id({"serving": self.serving.identity(), "load": self.load.identity()})
 
     def params(self) -> dict[str, Any]:
-        """Every resolved parameter, flattened (``engine_args.x``), for MLflow and ``plan``."""
+        """Every resolved parameter, flattened (``engine_args.x``), for MLflow and ``plan``; an
+        endpoint URL with its credentials masked (``redact.url``)."""
         s = self.serving.model_dump(exclude={"serving_config_id", "engine_args", "endpoint"})
         if self.serving.endpoint:
-            s.update({f"endpoint.{k}": v for k, v in sorted(self.serving.endpoint.items()) if v is not None})
+            s.update({f"endpoint.{k}": redact.url(v) if k == "base_url" and isinstance(v, str) else v
+                      for k, v in sorted(self.serving.endpoint.items()) if v is not None})
         s.update({f"engine_args.{k}": v for k, v in sorted(self.serving.engine_args.items())})
         load = self.load.model_dump()
         load["request_rate"] = "inf" if load["request_rate"] is None else load["request_rate"]
