@@ -1,18 +1,55 @@
 """``python -m runner``: validate, plan, run, status, report, sync, engine-args.
 
 Exit codes: 0 success; 1 a trial did not complete (or another runtime error); 2 bad input
-(an invalid sweep file or arguments); 130 stopped by a signal. A ``RunnerError`` is printed
-as its message, never as a traceback.
+(an invalid sweep file or arguments); 130 stopped by a signal; 141 the reader of the output
+went away (``| head``), quietly. A ``RunnerError`` is printed as its message, never as a
+traceback. Any other exception while the sweep file is read is bad input too (one line, exit
+2, a hint to run ``validate``); any other exception later is an internal error: one line on the
+terminal naming a log file under ``logs/`` that holds the traceback, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import os
 import sys
+import traceback
+from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+#: Where internal errors' tracebacks go (relative to the working directory unless absolute).
+LOG_DIR = "logs"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= 1")
+    return n
+
+
+def _level(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a positive finite number of tok/s per user")
+    return x
+
+
+def _statuses() -> list[str]:
+    from runner.plan import Status
+
+    return [s.value.lower() for s in Status if s is not Status.PENDING]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,16 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print [{trial_id, serving_config_id, params}]")
     r = sub.add_parser("run", help="run what is not done yet")
     r.add_argument("sweep")
-    r.add_argument("--max-parallel", type=int, default=None, help="engine launches at once (default: as many as fit)")
+    r.add_argument("--max-parallel", type=_positive_int, default=None,
+                   help="engine launches at once (default: as many as fit)")
     r.add_argument("--rerun", nargs="+", default=[], metavar="TRIAL_ID", help="run these trials again")
-    r.add_argument("--rerun-status", nargs="+", default=[], metavar="STATUS",
+    r.add_argument("--rerun-status", nargs="+", default=[], metavar="STATUS", type=str.lower,
+                   choices=_statuses(),
                    help="run trials whose latest status is one of these again (e.g. failed invalid)")
     r.add_argument("--verbose", action="store_true", help="stream engine logs to this terminal")
     s = sub.add_parser("status", help="counts by status, and failed trials with their reasons")
     s.add_argument("sweep")
     rp = sub.add_parser("report", help="tables, CSV and plots from a (partial) sweep, also on the parent run")
     rp.add_argument("sweep")
-    rp.add_argument("--levels", type=float, nargs="+", default=None, metavar="TOK_S_USER",
+    rp.add_argument("--levels", type=_level, nargs="+", default=None, metavar="TOK_S_USER",
                     help="interactivity levels for the iso-interactivity table")
     rp.add_argument("--ratio", nargs=2, default=None, metavar=("A", "B"), help="curves compared in its ratio column")
     y = sub.add_parser("sync", help="upload spooled results that have not reached MLflow")
@@ -52,25 +91,87 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, redact.Stream):
         sys.stdout, sys.stderr = redact.Stream(sys.stdout), redact.Stream(sys.stderr)
     try:
-        return _dispatch(args)
+        try:
+            loaded = _read_input(args)
+        except RunnerError:
+            raise
+        except Exception as e:  # anything unforeseen while reading the user's file is still bad input
+            sweep = getattr(args, "sweep", "")
+            print(f"error: {sweep}: could not be read ({type(e).__name__}: {redact.text(str(e))[:300]})\n"
+                  f"  next: check it with `python -m runner validate {sweep}`", file=sys.stderr)
+            return 2
+        return _dispatch(args, loaded)
     except RunnerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        return _reader_gone()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        log = _log_internal(e)
+        print(f"error: internal error ({type(e).__name__}: {redact.text(str(e))[:200]}); the traceback is in "
+              f"{log}", file=sys.stderr)
+        return 1
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    from runner import session
+def _reader_gone() -> int:
+    """The output's reader closed (``| head``): point stdout at /dev/null so the final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
+
+
+def _log_internal(e: BaseException) -> str:
+    from runner.core import redact
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(os.environ.get("RUNNER_LOG_DIR", LOG_DIR)) / f"runner-{stamp}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact.text("".join(traceback.format_exception(e))))
+        return str(path.resolve())
+    except OSError as oe:
+        return f"(not written: {oe})"
+
+
+def _read_input(args: argparse.Namespace) -> tuple | None:
+    """Load and expand the sweep file, and check the arguments that depend on it: every problem a
+    ``RunnerError`` with exit 2 before anything starts."""
+    from runner.core import UsageError
     from runner.plan import grid
+    from runner.sweep import catalog
     from runner.sweep import spec as spec_mod
 
+    if args.cmd == "engine-args":
+        engines = catalog.engines()
+        if args.engine not in engines:
+            raise UsageError(f"engine-args: got {args.engine!r}; allowed: {', '.join(sorted(engines))}")
+        return None
+    spec = spec_mod.load(args.sweep)
+    trials = grid.expand(spec)
+    if args.cmd == "run" and args.rerun:
+        ids = {t.trial_id for t in trials}
+        unknown = [t for t in args.rerun if t not in ids]
+        if unknown:
+            raise UsageError(f"run --rerun: got {', '.join(unknown)}: no trial of {args.sweep} has that id; allowed: "
+                             f"the ids `python -m runner plan {args.sweep}` lists ({len(ids)} trials)")
+    return spec, trials
+
+
+def _dispatch(args: argparse.Namespace, loaded: tuple | None) -> int:
+    from runner import session
+    from runner.plan import grid
+
     if args.cmd == "validate":
-        spec = spec_mod.load(args.sweep)
-        trials = grid.expand(spec)
+        spec, trials = loaded
         print(f"{args.sweep}: valid; {len(trials)} trials in {len(grid.group(trials))} serving configurations")
         return 0
     if args.cmd == "plan":
-        spec = spec_mod.load(args.sweep)
-        trials = grid.expand(spec)
+        spec, trials = loaded
         if args.json:
             print(json.dumps(session.plan_rows(trials), indent=1))
         else:
@@ -95,12 +196,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _engine_args(engine: str, refresh: bool) -> int:
     import importlib
 
-    from runner.core import RunnerError
     from runner.sweep import catalog
 
     engines = catalog.engines()
-    if engine not in engines:
-        raise RunnerError(f"unknown engine {engine!r}; allowed: {', '.join(sorted(engines))}")
     if refresh:
         import yaml
 

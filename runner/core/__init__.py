@@ -6,6 +6,7 @@ Nothing here imports another ``runner`` package.
 __version__ = "0.1.0"
 
 from runner.core import redact
-from runner.core.errors import EngineError, PlacementError, RunnerError, StoreError, SweepSpecError
+from runner.core.errors import EngineError, PlacementError, RunnerError, StoreError, SweepSpecError, UsageError
 
-__all__ = ["EngineError", "PlacementError", "RunnerError", "StoreError", "SweepSpecError", "__version__", "redact"]
+__all__ = ["EngineError", "PlacementError", "RunnerError", "StoreError", "SweepSpecError", "UsageError", "__version__",
+           "redact"]

@@ -2,6 +2,7 @@
 
     RunnerError                 any error the CLI turns into a message and an exit code
     ├── SweepSpecError          bad sweep file: exit 2, names file, key path, value, allowed values
+    ├── UsageError              a bad command-line argument: exit 2, names it and the allowed values
     ├── PlacementError          a serving config cannot be placed on the cluster
     ├── EngineError             an engine failed to start or died; carries a failure reason
     └── StoreError              MLflow could not be reached or refused a write
@@ -30,6 +31,12 @@ class SweepSpecError(RunnerError):
         msg = f"{file}: {key or '<top level>'}: got {shown}; allowed: {allowed}"
         nxt = hint or f"fix it, then run `python -m runner validate {file}`"
         super().__init__(f"{msg}\n  next: {nxt}")
+
+
+class UsageError(RunnerError):
+    """A command-line argument is wrong: exit 2, names the argument, the value and the allowed values."""
+
+    exit_code = 2
 
 
 class PlacementError(RunnerError):

@@ -17,13 +17,13 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from runner.core import SweepSpecError, redact
-from runner.sweep import catalog, compat, paths
+from runner.sweep import catalog, compat, excludes, paths, schema_errors, yamlfile
 from runner.sweep.expr import ExprError, evaluate
 from runner.sweep.nodetypes import ClusterSpec, node_types
+from runner.sweep.numbers import BOUNDS, Float, Int, closed_loop, non_finite
 
 T = TypeVar("T")
 
@@ -34,7 +34,11 @@ def _as_list(v: Any) -> Any:
 
 #: A grid axis: a scalar or a non-empty list of values; always a list after validation.
 Axis = Annotated[list[T], BeforeValidator(_as_list), Field(min_length=1)]
-PosInt = Annotated[int, Field(ge=1)]
+Parallel = Int(1, BOUNDS["parallel"])
+Tokens = Int(1, BOUNDS["tokens"])
+Seconds = Float(gt=0, le=BOUNDS["seconds"])
+Ms = Float(gt=0, le=BOUNDS["ms"])
+Rate = Annotated[Float(gt=0, le=BOUNDS["rate"]) | Literal["inf"], BeforeValidator(closed_loop)]
 
 
 class Strict(BaseModel):
@@ -51,57 +55,57 @@ class ModelSpec(Strict):
 
 
 class ShapeSpec(Strict):
-    tp: Axis[PosInt] = Field(default=[1], description="Tensor-parallel size.")
-    pp: Axis[PosInt] = Field(default=[1], description="Pipeline-parallel size.")
-    dp: Axis[PosInt] = Field(default=[1], description="Independent engine replicas.")
+    tp: Axis[Parallel] = Field(default=[1], description="Tensor-parallel size.")
+    pp: Axis[Parallel] = Field(default=[1], description="Pipeline-parallel size.")
+    dp: Axis[Int(1, BOUNDS["replicas"])] = Field(default=[1], description="Independent engine replicas.")
     ep: Axis[bool] = Field(default=[False], description="Expert parallel on/off.")
 
 
 class SLOSpec(Strict):
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
-    e2el_ms: float | None = Field(default=None, gt=0)
+    ttft_ms: Ms | None = None
+    tpot_ms: Ms | None = None
+    e2el_ms: Ms | None = None
 
 
 class DatasetSpec(Strict):
     """Where prompts come from. Lengths are token counts from the engine's own tokenizer."""
 
     kind: Literal["random", "prefix", "file"] = "random"
-    range_ratio: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False,
+    range_ratio: Float(ge=0, le=1) = Field(default=0.0,
                                description="vllm: 0 = exact lengths, < 1; sglang: 1 = exact lengths.")
     range_convention: Literal["vllm", "sglang"] = Field(
         default="vllm", description="vllm: lengths in [L(1-r), L(1+r)]; sglang: lengths in [max(1, L*r), L], "
                                     "as sglang.bench_serving (so r = 0 there means 1..L, not exact).")
-    prefix_len: int = Field(default=0, ge=0, description="kind=prefix: tokens shared within a group.")
-    groups: int = Field(default=1, ge=1, description="kind=prefix: how many distinct shared prefixes.")
+    prefix_len: Int(0, BOUNDS["tokens"]) = Field(default=0, description="kind=prefix: tokens shared within a group.")
+    groups: Int(1, BOUNDS["requests"]) = Field(default=1, description="kind=prefix: how many distinct shared prefixes.")
     path: str | None = Field(default=None, description="kind=file: a JSONL or ShareGPT JSON file.")
     format: Literal["jsonl", "sharegpt"] = "jsonl"
 
 
 class WorkloadSpec(Strict):
-    input_len: Axis[PosInt] | None = Field(default=None, description="Prompt length in tokens.")
-    output_len: Axis[PosInt] | None = Field(default=None, description="Output length in tokens.")
-    concurrency: Axis[PosInt] | None = Field(
+    input_len: Axis[Tokens] | None = Field(default=None, description="Prompt length in tokens.")
+    output_len: Axis[Tokens] | None = Field(default=None, description="Output length in tokens.")
+    concurrency: Axis[Int(1, BOUNDS["concurrency"])] | None = Field(
         default=None, description="Closed-loop concurrency; with a finite request_rate, a cap.")
-    request_rate: Axis[Annotated[float, Field(gt=0)] | Literal["inf"]] = Field(
+    request_rate: Axis[Rate] = Field(
         default=["inf"], description="Requests/s of an open loop; 'inf' = closed loop.")
-    burstiness: float = Field(default=1.0, gt=0, description="Gamma shape of arrivals; 1 = Poisson.")
-    num_prompts: PosInt | str = Field(
+    burstiness: Float(gt=0, le=1000) = Field(default=1.0, description="Gamma shape of arrivals; 1 = Poisson.")
+    num_prompts: Int(1, BOUNDS["requests"]) | str = Field(
         default="4 * concurrency", description="A count, or an expression of `concurrency` and `rate`.")
     profiles: list[str] = Field(default_factory=list, description="Named profiles from configs/profiles.yaml.")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    warmup: int = Field(default=2, ge=0, description="Unmeasured requests before each load point.")
+    warmup: Int(0, BOUNDS["requests"]) = Field(default=2, description="Unmeasured requests before each load point.")
     ignore_eos: bool = True
     prompt_format: Literal["ids", "text"] = Field(
         default="ids", description="ids: token ids, exact lengths; text: decoded text the server tokenizes, as "
                                    "vllm bench serve sends (api openai/endpoint only).")
-    seed: int = Field(default=0, ge=0)
-    temperature: float = Field(default=0.0, ge=0)
-    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(default=[50, 90, 99])
+    seed: Int(0, 2**63 - 1) = 0
+    temperature: Float(ge=0, le=100) = 0.0
+    percentiles: list[Float(gt=0, lt=100)] = Field(default=[50, 90, 99])
     slo: SLOSpec = Field(default_factory=SLOSpec)
-    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    client_bound_lag_ms: float = Field(
-        default=20.0, gt=0, description="p90 schedule lag above this flags the trial client_bound.")
+    max_failure_rate: Float(ge=0, le=1) = 0.0
+    client_bound_lag_ms: Ms = Field(
+        default=20.0, description="p90 schedule lag above this flags the trial client_bound.")
 
 
 class EndpointSpec(Strict):
@@ -115,16 +119,16 @@ class EndpointSpec(Strict):
 
 
 class TimeoutSpec(Strict):
-    placement_s: float = Field(default=600, gt=0)
-    engine_start_s: float = Field(default=900, gt=0)
-    request_s: float = Field(default=300, gt=0, description="No chunk for this long fails a request.")
-    trial_s: float = Field(default=7200, gt=0)
+    placement_s: Seconds = 600
+    engine_start_s: Seconds = 900
+    request_s: Seconds = Field(default=300, description="No chunk for this long fails a request.")
+    trial_s: Seconds = 7200
 
 
 class PlacementSpec(Strict):
     label_key: str = Field(default="ray.io/accelerator-type",
                            description="Node label whose value is the hardware type's `label`.")
-    starvation_s: float = Field(default=120, gt=0,
+    starvation_s: Seconds = Field(default=120,
                                 description="How long a waiting launch lets smaller ones start around it.")
 
 
@@ -147,9 +151,9 @@ class SweepSpec(Strict):
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
     cluster: ClusterSpec | None = Field(default=None, description="Node types an autoscaling cluster may "
                                                                   "launch (runner.sweep.nodetypes).")
-    prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+    prices: dict[str, Float(ge=0, le=BOUNDS["price"])] = Field(
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
-    max_attempts: PosInt = Field(default=3, description="Attempts per trial before giving up.")
+    max_attempts: Int(1, 100) = Field(default=3, description="Attempts per trial before giving up.")
     lanes: dict[str, str] = Field(default_factory=dict, description="Engine name → lane (configs/lanes.yaml).")
     allow_simulation: bool = Field(default=False, description="engine: simulated (holds resources, no model) "
                                                                  "runs only when this says so.")
@@ -170,33 +174,28 @@ AXES = ("engine", "api", "model", "hardware", "tp", "pp", "dp", "ep", "input_len
 def load(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; raise ``SweepSpecError`` for any problem."""
     file = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SweepSpecError(file, "", file, "an existing sweep file",
-                             "list them with `ls sweeps/`") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepSpecError(file, "", file, f"a readable UTF-8 file ({e})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise SweepSpecError(file, where, getattr(e, "problem", str(e)), "valid YAML") from None
+    raw = yamlfile.read(path)
     if not isinstance(raw, dict):
         raise SweepSpecError(file, "", raw, "a mapping with keys " + ", ".join(SweepSpec.model_fields))
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise _pydantic_error(file, raw, e) from None
+        raise schema_errors.convert(file, e, SweepSpec) from None
     _check(file, spec)
     redact.remember_args(raw)  # secret-named engine args: scrubbed from every log and artifact
     return spec
 
 
 def num_prompts(spec: WorkloadSpec, concurrency: int | None, rate: float | None) -> int:
-    """Resolve ``num_prompts`` for one load point; an int >= 1 (expressions round up)."""
+    """Resolve ``num_prompts`` for one load point: an int in [1, BOUNDS["requests"]] once ``load``
+    has checked the expression (a result within 1e-9 of a whole number counts as that number)."""
     if isinstance(spec.num_prompts, int):
         return spec.num_prompts
-    return max(1, math.ceil(evaluate(spec.num_prompts, _names(concurrency, rate))))
+    return _whole(evaluate(spec.num_prompts, _names(concurrency, rate)))
+
+
+def _whole(n: float) -> int:
+    return round(n) if abs(n - round(n)) <= 1e-9 * max(1.0, abs(n)) else math.ceil(n)
 
 
 def _names(concurrency: int | None, rate: float | None) -> dict[str, float]:
@@ -252,14 +251,7 @@ def _check(file: str, spec: SweepSpec) -> None:
     _check_workload(file, spec.workload)
     node_types(file, spec.cluster)  # a cluster-launcher file named there must be readable now
     compat.check_env(file, spec.env)
-    allowed = set(AXES)
-    for i, rule in enumerate(spec.exclude):
-        if not rule:
-            raise SweepSpecError(file, f"exclude[{i}]", rule, "a non-empty mapping of axis: value(s)")
-        for key in rule:
-            if key not in allowed and not key.startswith("engine_args."):
-                raise SweepSpecError(file, f"exclude[{i}].{key}", key,
-                                     ", ".join(AXES) + ", engine_args.<name>")
+    excludes.check(file, spec, AXES)
 
 
 #: Engines whose own OpenAI-compatible server the engine actor can serve in-process (``api: openai``).
@@ -311,9 +303,14 @@ def _check_workload(file: str, w: WorkloadSpec) -> None:
                     n = evaluate(w.num_prompts, _names(c, r))
                 except ExprError as e:
                     raise SweepSpecError(file, "workload.num_prompts", w.num_prompts, str(e)) from None
-                if n < 1:
+                at = f"at concurrency {c}, rate {r}"
+                if n < 1 or n > BOUNDS["requests"]:
                     raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
-                                         f"an expression giving >= 1 (gives {n} at concurrency {c}, rate {r})")
+                                         f"an expression giving >= 1 and <= {BOUNDS['requests']:,} (gives {n:g} {at})")
+                if abs(n - round(n)) > 1e-9 * n:
+                    raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
+                                         f"an expression giving a whole count (gives {n:g} {at}); wrap it in "
+                                         f"ceil(...) or round(...)")
     d = w.dataset
     if d.range_convention == "vllm" and d.range_ratio >= 1:
         raise SweepSpecError(file, "workload.dataset.range_ratio", d.range_ratio,
@@ -330,7 +327,10 @@ def _check_workload(file: str, w: WorkloadSpec) -> None:
 
 def _check_engine_args(file: str, where: str, args: dict[str, Any], engine: str) -> None:
     info = catalog.engines()[engine]
-    for key in args:
+    for key, value in args.items():
+        bad = non_finite(value)
+        if bad is not None:
+            raise SweepSpecError(file, f"{where}.{key}{bad}", value, "finite numbers (no .nan, .inf)")
         if key in info["reserved"]:
             raise SweepSpecError(file, f"{where}.{key}", key,
                                  f"not here: the runner sets it from {info['reserved'][key]}")
@@ -346,46 +346,3 @@ def _check_engine_args(file: str, where: str, args: dict[str, Any], engine: str)
 def _choices(value: str, options: Any) -> str:
     close = difflib.get_close_matches(str(value), list(options), n=1)
     return (f"did you mean {close[0]!r}? " if close else "") + "one of " + ", ".join(sorted(options))
-
-
-def _pydantic_error(file: str, raw: Any, err: ValidationError) -> SweepSpecError:
-    e = err.errors()[0]
-    loc = [p for p in e["loc"] if not _is_union_tag(p)]
-    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-    if e["type"] == "extra_forbidden":
-        return SweepSpecError(file, key, loc[-1], "keys " + ", ".join(_fields_at(loc[:-1])))
-    if e["type"] == "missing":
-        return SweepSpecError(file, key, None, f"a value is required ({_describe(loc)})")
-    return SweepSpecError(file, key, e.get("input"), e["msg"].replace("Input should be ", ""))
-
-
-def _is_union_tag(part: object) -> bool:
-    """Pydantic names union branches in error locations ('constrained-float', "literal['inf']", 'int')."""
-    return isinstance(part, str) and (not part.isidentifier() or part in {"int", "float", "str", "bool", "none"})
-
-
-def _model_at(loc: list) -> type[BaseModel] | None:
-    model: Any = SweepSpec
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None:
-            return None
-        ann = field.annotation
-        inner = getattr(ann, "__args__", None)
-        model = inner[0] if inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel) else ann
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-    return model
-
-
-def _fields_at(loc: list) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model else ["(none: this is a free-form mapping)"]
-
-
-def _describe(loc: list) -> str:
-    model = _model_at(loc[:-1])
-    field = model.model_fields.get(str(loc[-1])) if model else None
-    return (field.description if field and field.description else str(loc[-1]))
