@@ -86,3 +86,38 @@ def check_dataset(file: str, key: str, value: str) -> None:
         hint = (f"it exists next to the sweep file: run from {Path(file).parent or '.'} or write {near}"
                 if near.is_file() else "check the path (relative paths start at the working directory)")
         raise SweepSpecError(file, key, value, "an existing JSONL or ShareGPT file", hint)
+
+
+#: config.json keys vLLM reads a model's own context length from, smallest wins
+#: (``transformers_utils/model_arch_config_convertor.py`` ``derive_max_model_len_and_key``, 0.32/0.33).
+MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+#: RoPE types whose ``factor`` vLLM does not apply again (``config/model.py`` ``_get_and_verify_max_len``).
+_ROPE_PRESCALED = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
+
+
+def model_max_len(value: str) -> tuple[int, str] | None:
+    """(tokens, where from) a local model's ``config.json`` allows as prompt + output, as vLLM
+    derives it: the smallest of ``MAX_LEN_KEYS`` (``model_max_length`` wins when set) times a RoPE
+    scaling factor; ``None`` for a hub id, an unreadable config or one without those keys."""
+    import json
+
+    p = Path(value).expanduser()
+    try:
+        cfg = json.loads((p / "config.json").read_text()) if p.is_dir() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
+    found = {k: text[k] for k in MAX_LEN_KEYS if isinstance(text.get(k), int) and not isinstance(text[k], bool)}
+    if not found:
+        return None
+    key = "model_max_length" if "model_max_length" in found else min(found, key=found.get)
+    factor = 1.0
+    for rope in (text.get("rope_scaling"), text.get("rope_parameters")):
+        if isinstance(rope, dict) and rope.get("rope_type", rope.get("type")) not in _ROPE_PRESCALED:
+            f = rope.get("factor")
+            factor = max(factor, float(f)) if isinstance(f, (int, float)) and not isinstance(f, bool) else factor
+    scaled = f" x RoPE factor {factor:g}" if factor != 1 else ""
+    return int(found[key] * factor), f"{p / 'config.json'} {key}{scaled}"
