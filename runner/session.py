@@ -3,7 +3,9 @@
 Resume policy, per trial status of its runs in the sweep's experiment:
 COMPLETED → skip; FAILED, INVALID, KILLED, UNSCHEDULABLE → run again while attempts <
 ``max_attempts``; ``--rerun ID`` and ``--rerun-status S`` force a rerun regardless.
-Runs left RUNNING by a dead driver are reclaimed as KILLED first.
+A driver holds the sweep's lease (``runner.results.lease``) from before it touches anything until it
+exits; while another driver's lease is live, ``run`` refuses (exit 2). Runs left RUNNING by a driver
+whose lease is not live are reclaimed as KILLED first, and only such drivers' placement groups removed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from runner.core import StoreError, redact
 from runner.plan import Status, Trial, grid
-from runner.results import STATUS, TRIAL, Progress, Recorder, Store, spool
+from runner.results import STATUS, TRIAL, Lease, LeaseRecord, Progress, Recorder, Store, spool
 from runner.results import sync as sync_mod
 from runner.sweep import spec as spec_mod
 
@@ -68,25 +70,41 @@ def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.
 
 def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | None = None,
         rerun_status: set[str] | None = None, verbose: bool = False, out=sys.stdout) -> int:
-    from runner.cluster import Scheduler, capacity, connect, placement
-
     spec = spec_mod.load(path)
     trials = grid.expand(spec)
     root = spool.default_root()
     try:
         store: Store | None = Store(spec.experiment_name, spec.name)
     except StoreError as e:
-        print(f"! {e}\n! going on without MLflow: results stay in {root}/; upload them later with "
-              f"`python -m runner sync {path}`", file=out, flush=True)
+        print(f"! {e}\n! going on without MLflow (so without a lease on the sweep): results stay in {root}/; "
+              f"upload them later with `python -m runner sync {path}`", file=out, flush=True)
         store = None
+    me, lease = LeaseRecord.here(), None
+    if store is not None:
+        store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
+        lease = Lease.acquire(store, me)  # LeaseHeld (exit 2) while another driver runs the sweep
+    try:
+        return _run(path, spec, trials, root, store, lease, me.driver, max_parallel=max_parallel,
+                    rerun_ids=rerun_ids, rerun_status=rerun_status, verbose=verbose, out=out)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _run(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], root: Path, store: Store | None,
+         lease: Lease | None, driver: str, *, max_parallel: int | None, rerun_ids: set[str] | None,
+         rerun_status: set[str] | None, verbose: bool, out) -> int:
+    """``run`` once the lease is held (``lease``; ``None`` without MLflow); ``driver``: this driver's id."""
+    from runner.cluster import Scheduler, capacity, connect, placement
+
     if store is not None:
         uploaded, pending = sync_mod.sync(store, root, spec.name)  # before reclaiming: synced runs are not stale
         if uploaded or pending:
             print(f"synced {uploaded} spooled result(s) to MLflow; {pending} still pending", file=out)
         reclaimed = store.reclaim_stale()
         if reclaimed:
-            print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a stopped driver as KILLED", file=out)
-        store.parent({"sweep_file": path, "trials": len(trials), "serving_configs": len(grid.group(trials))})
+            print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a driver whose lease expired as "
+                  "KILLED", file=out)
         _open_parent(store, spec, trials, path, out)
     todo, done, exhausted = select(trials, store, root, spec, rerun_ids or set(),
                                    {s.lower() for s in rerun_status or set()})
@@ -97,24 +115,35 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
     rec = Recorder(spec, store, root, out=out, progress=progress)
     if todo:
         connect(verbose)
-        removed = placement.remove_orphans(spec.name)
+        if lease is not None:
+            import ray
+
+            lease.set_ray_job(ray.get_runtime_context().get_job_id())
+        removed = placement.remove_orphans(  # without MLflow no lease is known: every other driver counts as live
+            spec.name, live=lambda d: d == driver or store is None or store.driver_live(d))
         if removed:
-            print(f"removed {removed} orphaned placement group(s) of this sweep", file=out)
+            print(f"removed {removed} orphaned placement group(s) of this sweep (their driver's lease expired)",
+                  file=out)
         types = capacity.node_types(path, spec.cluster)
         if types.types:
             print(f"cluster: {types.describe()}", file=out)
         sched = Scheduler(spec.name, list(grid.group(todo).values()), spec.timeouts,
                           on_start=rec.on_start, on_end=rec.on_end, max_parallel=max_parallel,
                           label_key=spec.placement.label_key, starvation_s=spec.placement.starvation_s,
-                          env=spec.env, node_types=types)
+                          env=spec.env, node_types=types, driver=driver)
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, lambda *_: setattr(sched, "stopping", True))
+        if lease is not None:
+            lease.on_lost = lambda held: _lost(sched, held, out)
         try:
+            if lease is not None and lease.lost is not None:
+                _lost(sched, lease.lost, out)
             sched.run()
         except KeyboardInterrupt:
             print(f"stopped: running trials marked KILLED; resume with `python -m runner run {path}`",
                   file=out, flush=True)
-            _close_parent(store, "KILLED")
+            if lease is None or lease.lost is None:  # else the parent's status is the new holder's
+                _close_parent(store, "KILLED")
             return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -128,10 +157,18 @@ def run(path: str, *, max_parallel: int | None = None, rerun_ids: set[str] | Non
             _close_parent(store, "KILLED" if stopped else "FINISHED" if rc == 0 else "FAILED")
             return rc
         except Exception as e:
-            print(f"! MLflow unreachable for the summary ({type(e).__name__})", file=out)
+            what = f"{type(e).__name__}: {redact.text(str(e))[:300]}"
+            print(f"! MLflow unreachable for the summary ({what})" if store.unreachable(e)
+                  else f"! the summary could not be read from MLflow ({what})", file=out)
     print(f"results not all in MLflow: they are in {root}/{spec.name}/; "
           f"upload them with `python -m runner sync {path}`", file=out)
     return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
+
+
+def _lost(sched: Any, held: LeaseRecord, out) -> None:
+    """The lease was taken over (this driver stalled past its expiry): stop, as on SIGTERM."""
+    print(f"! lost the lease on the sweep to {held.describe()}; stopping", file=out, flush=True)
+    sched.stopping = True
 
 
 def _open_parent(store: Store, spec: spec_mod.SweepSpec, trials: list[Trial], path: str, out) -> None:

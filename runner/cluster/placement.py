@@ -16,11 +16,14 @@ One engine replica = one placement group. For a replica of ``n = TP × PP`` devi
 The GPU type is a node label (``label_key``, default ``ray.io/accelerator-type``) or the
 resource ``accelerator_type:<label>``. Invariants: ``check`` decides from node *totals* alone
 (can this ever fit, all DP replicas at once?), ``fits_now`` from current availability; group
-names start with ``prefix(sweep)`` so a restarted driver can remove orphans.
+names are ``runner:<sweep>:<driver id>:<launch>-r<i>`` (``group_name``), so a later driver removes
+only the groups of drivers whose lease is not live (``remove_orphans``), never a live one's.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -288,6 +291,18 @@ def prefix(sweep: str) -> str:
     return f"runner:{sweep}:"
 
 
+def group_name(sweep: str, driver: str, launch: str) -> str:
+    """The name of a group a driver creates; ``launch`` names the launch and replica."""
+    return f"{prefix(sweep)}{driver}:{launch}"
+
+
+def driver_of(sweep: str, name: str) -> str | None:
+    """The driver id a group name of ``sweep`` carries; ``None`` for another sweep's group or a name
+    without one (made before group names carried drivers: whose it is cannot be known)."""
+    m = re.fullmatch(r"runner:(?P<sweep>[^:]+):(?P<driver>[0-9a-f]{12}):[^:]+", name)
+    return m["driver"] if m and m["sweep"] == sweep else None
+
+
 def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[str] | None = None) -> Any:
     """Create the placement group (pending until the cluster has room).
 
@@ -324,15 +339,22 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[st
     return placement_group(bundles=bundles, **kwargs)
 
 
-def remove_orphans(sweep: str) -> int:
-    """Remove live groups whose name carries this sweep's prefix; return how many."""
+def remove_orphans(sweep: str, *, live: Callable[[str], bool]) -> int:
+    """Remove the groups of ``sweep`` whose name carries the id of a driver ``live`` says is not
+    live (its lease expired or was released); return how many. ``live`` is asked once per driver;
+    the caller's own id must answer True."""
     from ray._raylet import PlacementGroupID
     from ray.util import placement_group_table
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-    removed = 0
+    removed, answers = 0, {}
     for pg_id, info in placement_group_table().items():
-        if info.get("name", "").startswith(prefix(sweep)) and info.get("state") != "REMOVED":
+        driver = driver_of(sweep, info.get("name", ""))
+        if driver is None or info.get("state") == "REMOVED":
+            continue
+        if driver not in answers:
+            answers[driver] = live(driver)
+        if not answers[driver]:
             remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
             removed += 1
     return removed

@@ -96,8 +96,8 @@ class Scheduler:
                  on_start: Callable[[Trial, dict], None], on_end: Callable[[Outcome], None],
                  max_parallel: int | None = None, label_key: str = placement.LABEL_KEY,
                  starvation_s: float = 120.0, env: dict[str, str] | None = None,
-                 node_types: capacity.NodeTypes | None = None):
-        self.sweep, self.timeouts, self.label_key = sweep, timeouts, label_key
+                 node_types: capacity.NodeTypes | None = None, driver: str = "0" * 12):
+        self.sweep, self.timeouts, self.label_key, self.driver = sweep, timeouts, label_key, driver  # in group names
         self.node_types = node_types or capacity.NodeTypes()  # what an autoscaler may still launch
         self.env = dict(env or {})  # the sweep's own engine environment (network settings), over the lane's
         self.on_start, self.on_end = on_start, on_end
@@ -177,7 +177,7 @@ class Scheduler:
     def _place(self, x: Launch, nodes: list[dict], layouts: list[list[str]]) -> None:
         self._seq += 1
         x.layouts = layouts
-        base = f"{placement.prefix(self.sweep)}{x.serving.serving_config_id}-{self._seq}"
+        base = placement.group_name(self.sweep, self.driver, f"{x.serving.serving_config_id}-{self._seq}")
         x.pgs = [placement.create(r, f"{base}-r{i}", nodes, lay) for i, (r, lay) in enumerate(zip(x.reqs, layouts))]
         x.timing["placed"] = time.monotonic()
         x.timing["placed_at"] = time.time()  # wall clock, for intervals compared across launches

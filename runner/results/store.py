@@ -5,8 +5,10 @@ Layout: one experiment per sweep (``spec.experiment_name``); one parent run per 
 ``mlflow.parentRunId``). Invariants:
 - a trial counts as done only when a run of it carries ``runner.status=COMPLETED``: MLflow's
   own run status cannot be trusted for resume (a killed driver leaves RUNNING forever);
-- ``reclaim_stale`` turns every ``runner.status=RUNNING`` trial run into KILLED, so it must be
-  called only by the one driver that owns the sweep, before it starts anything;
+- every trial run a driver starts carries its id (``runner.driver``); the sweep's parent run
+  carries the lease (``runner.lease``, ``runner.results.lease``) of the one driver running it;
+- ``reclaim_stale`` turns a ``runner.status=RUNNING`` trial run into KILLED only when the lease
+  on its parent run is not live or not its driver's: never a live driver's trials;
 - nothing here reads ``os.environ`` into a param, tag or artifact, and every param and tag
   passes ``runner.core.redact`` (secret names masked, URL passwords masked, secret values scrubbed).
 """
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.core import StoreError, redact
+from runner.results.lease import LeaseRecord
 
 ROLE, STATUS, TRIAL, SWEEP = "runner.role", "runner.status", "runner.trial_id", "runner.sweep"
+DRIVER, LEASE, LEASE_DRIVER = "runner.driver", "runner.lease", "runner.lease.driver"
 _MLFLOW_STATUS = {"COMPLETED": "FINISHED", "KILLED": "KILLED"}
 
 
@@ -39,7 +43,8 @@ class Store:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
-        self.uri, self.sweep = uri or default_uri(), sweep
+        self.uri, self.sweep, self.experiment = uri or default_uri(), sweep, experiment
+        self.driver: str | None = None  # set by ``Lease.acquire``: the id every trial run started here carries
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
@@ -84,13 +89,14 @@ class Store:
         return len(self.search(f"tags.`{ROLE}` = 'trial' and tags.`{TRIAL}` = '{trial_id}'"))
 
     # -- writes ---------------------------------------------------------------------------
-    def parent(self, params: dict[str, Any] | None = None) -> str:
-        """The sweep's parent run id; created once, reused by every later `run`."""
-        if self._parent:
+    def parent(self, params: dict[str, Any] | None = None, *, again: bool = False) -> str:
+        """The sweep's parent run id; created once, reused by every later `run`; ``again``: looked
+        up anew, not from this store's memory."""
+        if self._parent and not again:
             return self._parent
         found = self.search(f"tags.`{ROLE}` = 'parent' and tags.`{SWEEP}` = '{self.sweep}'")
-        if found:
-            self._parent = found[0].info.run_id
+        if found:  # the oldest: two drivers that created one each at once then agree on it
+            self._parent = min(found, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id
         else:
             run = self.client.create_run(self.experiment_id, run_name=f"sweep {self.sweep}",
                                          tags={ROLE: "parent", SWEEP: self.sweep})
@@ -102,7 +108,7 @@ class Store:
     def start_trial(self, trial_id: str, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={
             ROLE: "trial", SWEEP: self.sweep, TRIAL: trial_id, STATUS: "RUNNING",
-            "mlflow.parentRunId": self.parent(), **tags})
+            "mlflow.parentRunId": self.parent(), **({DRIVER: self.driver} if self.driver else {}), **tags})
         self._log(run.info.run_id, params=params)
         return run.info.run_id
 
@@ -121,13 +127,63 @@ class Store:
         self.client.set_terminated(run_id, _MLFLOW_STATUS.get(status, "FAILED"))
 
     def reclaim_stale(self) -> list[str]:
-        """Mark trial runs left RUNNING by a dead driver as KILLED; return their trial ids."""
-        stale = self.search(f"tags.`{ROLE}` = 'trial' and tags.`{STATUS}` = 'RUNNING'")
+        """Mark trial runs left RUNNING by a driver whose lease is not live as KILLED; return their
+        trial ids. A run's driver is its ``runner.driver`` tag (none: a driver before leases), its
+        lease the one on its own parent run, so sweeps sharing an experiment never reclaim each other's."""
+        leases: dict[str, LeaseRecord | None] = {}
+        stale = []
+        for r in self.search(f"tags.`{ROLE}` = 'trial' and tags.`{STATUS}` = 'RUNNING'"):
+            parent = r.data.tags.get("mlflow.parentRunId", "")
+            if parent not in leases:
+                leases[parent] = self.read_lease(parent) if parent else None
+            held = leases[parent]
+            if not (held is not None and held.driver == r.data.tags.get(DRIVER) and held.live()):
+                stale.append(r)
         for r in stale:
             self.client.set_tag(r.info.run_id, STATUS, "KILLED")
             self.client.set_tag(r.info.run_id, "runner.reason", "driver_killed")
             self.client.set_terminated(r.info.run_id, "KILLED")
         return [r.data.tags.get(TRIAL, "") for r in stale]
+
+    # -- the lease (``runner.results.lease``) ----------------------------------------------
+    def read_lease(self, run_id: str | None = None) -> LeaseRecord | None:
+        """The lease on the sweep's parent run (or on ``run_id``); ``None`` if there is none."""
+        return LeaseRecord.loads(self.client.get_run(run_id or self.parent()).data.tags.get(LEASE))
+
+    def write_lease(self, record: LeaseRecord) -> None:
+        """One batch: the record and its holder's id (searchable, for ``driver_live``)."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.parent(), tags=[RunTag(LEASE, record.dumps()), RunTag(LEASE_DRIVER, record.driver)])
+
+    def driver_live(self, driver: str) -> bool:
+        """Whether ``driver`` holds a live lease on a parent run of this sweep's name, in any
+        experiment of this tracking server (placement-group names carry the sweep, not the experiment)."""
+        from mlflow.entities import ViewType
+
+        ids, token = [], None
+        while True:
+            page = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, page_token=token)
+            ids += [e.experiment_id for e in page]
+            if not (token := page.token):
+                break
+        runs = self.client.search_runs(ids, f"tags.`{ROLE}` = 'parent' and tags.`{SWEEP}` = '{self.sweep}' and "
+                                            f"tags.`{LEASE_DRIVER}` = '{driver}'", max_results=10) if ids else []
+        return any((rec := LeaseRecord.loads(r.data.tags.get(LEASE))) is not None and rec.driver == driver
+                   and rec.live() for r in runs)
+
+    def unreachable(self, e: BaseException) -> bool:
+        """Whether ``e``, raised by an MLflow call, means the tracking server or database could not be
+        reached (a connection refused, reset or timed out), not an error of the call itself."""
+        import requests
+
+        seen: BaseException | None = e
+        while seen is not None:
+            if isinstance(seen, (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
+                                 requests.exceptions.Timeout)):
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return "unable to open database file" in str(e)
 
     def save_view(self, share_key: str, state: dict[str, Any]) -> str:
         """Store a shared view of the experiment page (``runner.results.views``); return its UI link."""
