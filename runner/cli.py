@@ -142,7 +142,7 @@ def _read_input(args: argparse.Namespace) -> tuple | None:
     """Load and expand the sweep file, and check the arguments that depend on it: every problem a
     ``RunnerError`` with exit 2 before anything starts."""
     from runner.core import UsageError
-    from runner.plan import grid
+    from runner.plan import context, grid
     from runner.sweep import catalog
     from runner.sweep import spec as spec_mod
 
@@ -153,6 +153,7 @@ def _read_input(args: argparse.Namespace) -> tuple | None:
         return None
     spec = spec_mod.load(args.sweep)
     trials = grid.expand(spec)
+    context.check(args.sweep, trials, spec.env)
     if args.cmd == "run" and args.rerun:
         ids = {t.trial_id for t in trials}
         unknown = [t for t in args.rerun if t not in ids]

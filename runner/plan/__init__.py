@@ -1,11 +1,11 @@
 """From a sweep to trials: the frozen records (``trial``), their content-hash ids (``ids``) and
 the pure grid expansion (``grid``: every axis crossed, minus ``exclude``, grouped by serving
-configuration)."""
+configuration), and the trials that can never fit their engine's context (``context``)."""
 
-from runner.plan import grid, ids, trial
+from runner.plan import context, grid, ids, trial
 from runner.plan.grid import expand, group
 from runner.plan.ids import SCHEMA_VERSION, canonical_json, content_id
 from runner.plan.trial import SIMULATED_ENGINE, SIMULATION, LoadPoint, ServingConfig, Status, Trial
 
 __all__ = ["SCHEMA_VERSION", "SIMULATED_ENGINE", "SIMULATION", "LoadPoint", "ServingConfig", "Status", "Trial",
-           "canonical_json", "content_id", "expand", "grid", "group", "ids", "trial"]
+           "canonical_json", "content_id", "context", "expand", "grid", "group", "ids", "trial"]

@@ -78,6 +78,16 @@ BAD = [
     ("exclude-bool", BASE + "shape: {ep: [false, true]}\nexclude:\n  - {tp: true}\n", "exclude[0].tp",
      "on the tp axis: 1"),
     ("exclude-model", BASE + "exclude:\n  - {model: tiny-llama}\n", "exclude[0].model", "'tiny'"),
+    # configurations that can never succeed, known before launch
+    ("context", ARGS.replace("input_len: 128", "input_len: 1000"), "workload.input_len",
+     "at most 1024 tokens per request for vllm: max_model_len 1024"),
+    ("context-ratio", ARGS.replace("input_len: 128", "input_len: 700") + "  dataset: {range_ratio: 0.5}\n",
+     "workload.input_len", "input 1050 + output 96 = 1146"),
+    ("model-context", BASE.replace("input_len: 128", "input_len: 4000").replace("output_len: 64", "output_len: 200"),
+     "workload.input_len", "config.json max_position_embeddings"),
+    ("profile-context", BASE + "  profiles: [longctx-8192x256-c4]\n", "workload.profiles", "max_position_embeddings"),
+    ("beyond-model", ARGS.replace("max_model_len: 1024", "max_model_len: 8192"), "engine_args.max_model_len",
+     "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"),
 ]
 
 
@@ -103,6 +113,10 @@ def test_each_bad_input_exits_2_naming_the_key(sweep_file, capsys, kind, text, k
     BASE + "  num_prompts: \"300 * 0.1 * concurrency\"\n",     # 30.000000000000004 is the whole count 30
     BASE + "exclude:\n  - {engine_args.max_num_seqs: 32, concurrency: 8}\n",
     BASE + "prices: {RTX-PRO-6000: 0}\n",                       # hardware names keep their hyphens
+    # the combination that would not fit is excluded
+    ARGS.replace("max_model_len: 1024", "max_model_len: [256, 1024]")
+    + "exclude:\n  - {engine_args.max_model_len: 256, input_len: 128}\n",
+    ARGS.replace("max_model_len: 1024", "max_model_len: 8192") + "env: {VLLM_ALLOW_LONG_MAX_MODEL_LEN: '1'}\n",
 ])
 def test_good_inputs_near_the_edges_stay_valid(sweep_file, capsys, text):
     rc, msg = _validate(sweep_file(text), capsys)
