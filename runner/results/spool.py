@@ -6,7 +6,9 @@ Layout: ``<root>/<sweep>/<trial_id>/attempt-<n>/`` holding
   measured request, chunk times as lists), ``serving_config.json``, ``system.json``,
   ``engine_samples.json``, ``engine_log_tail.txt``;
 - ``upload.json``: the run's name, params, tags, status and metrics (see ``runner.results.sync``);
-- ``state.json``: status, MLflow run id, and whether the attempt reached MLflow.
+- ``state.json``: status, MLflow run id, whether the attempt reached MLflow and, after a failed
+  upload, why: ``last_error`` (redacted ``Type: message``), ``last_error_at`` (UTC, ISO 8601)
+  and ``upload_failures`` (count); read back as ``Pending`` records.
 Invariant: files are written only under the attempt's folder, each atomically, and
 ``state.json`` last, so a crash never leaves a half-state that claims to be complete.
 """
@@ -17,6 +19,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from runner.core import redact
 from runner.measure import RequestRecord
@@ -76,6 +80,43 @@ def write_requests(path: Path, records: list[RequestRecord]) -> None:
                      ("chunk_times_s", list(r.chunk_times)), ("chunk_tokens", list(r.chunk_tokens))):
             cols[k].append(v)
     pq.write_table(pa.table(cols), path)
+
+
+class Pending(BaseModel):
+    """One attempt whose results have not reached MLflow, as ``state.json`` records it.
+    ``last_error`` is empty (and ``upload_failures`` 0) when no upload of it was tried yet."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    dir: Path
+    trial_id: str
+    attempt: int
+    status: str = ""
+    reason: str = ""
+    last_error: str = ""
+    last_error_at: str = ""
+    upload_failures: int = 0
+
+
+def note_upload_error(d: Path, error: str) -> None:
+    """Record in ``d/state.json`` that an upload of attempt folder ``d`` failed, and why."""
+    import time
+
+    state = json.loads((d / "state.json").read_text())
+    write_json(d / "state.json", {**state, "last_error": error[:1000],
+                                  "last_error_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  "upload_failures": int(state.get("upload_failures", 0)) + 1})
+
+
+def pending(root: Path, sweep: str) -> list[Pending]:
+    """Every attempt not yet in MLflow, with its last upload error, by trial id and attempt."""
+    out = []
+    for d in pending_uploads(root, sweep):
+        state = json.loads((d / "state.json").read_text())
+        state.setdefault("trial_id", d.parent.name)
+        state.setdefault("attempt", int(d.name.removeprefix("attempt-")))
+        out.append(Pending(dir=d, **state))
+    return out
 
 
 def pending_uploads(root: Path, sweep: str) -> list[Path]:

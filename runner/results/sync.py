@@ -4,7 +4,9 @@ An attempt folder holds ``upload.json`` (run name, params, tags, status, metrics
 MLflow run id if one was created), ``state.json`` (``uploaded``) and ``artifacts/``.
 Invariant: no attempt ever gets two MLflow runs. ``upload`` reuses the recorded run id, or
 else finds the run by (trial id, attempt) before creating one, so a run created by a call
-whose reply was lost is found again rather than duplicated.
+whose reply was lost is found again rather than duplicated. A failed upload leaves its reason
+in the attempt's ``state.json`` (``spool.note_upload_error``), shown per pending trial by
+``pending_lines``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.core import redact
 from runner.results import spool
 from runner.results.store import TRIAL, Store
 
@@ -39,13 +42,38 @@ def _find(store: Store, trial_id: str, attempt: int) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def try_upload(store: Store, d: Path) -> str | None:
+    """``upload``, never raising: None when it arrived, else the reason (``Type: message``,
+    redacted), which is also kept in the attempt's ``state.json``."""
+    try:
+        upload(store, d)
+        return None
+    except Exception as e:
+        why = redact.text(f"{type(e).__name__}: {e}".strip())[:1000]
+        try:
+            spool.note_upload_error(d, why)
+        except Exception:  # an unreadable state.json must not hide the upload's own error
+            pass
+        return why
+
+
 def sync(store: Store, root: Path, sweep: str) -> tuple[int, int]:
     """Upload every pending attempt of ``sweep``; return (uploaded, still pending)."""
     ok = failed = 0
     for d in spool.pending_uploads(root, sweep):
-        try:
-            upload(store, d)
+        if try_upload(store, d) is None:
             ok += 1
-        except Exception:
+        else:
             failed += 1
     return ok, failed
+
+
+def pending_lines(root: Path, sweep: str) -> list[str]:
+    """One line per attempt still in the spool only: trial, attempt, status and why it is not
+    in MLflow (the last upload error, or that no upload was tried yet)."""
+    out = []
+    for p in spool.pending(root, sweep):
+        why = (f"upload failed {p.upload_failures}x, last at {p.last_error_at}: {p.last_error[:300]}"
+               if p.last_error else "no upload tried yet (MLflow was not reachable when it ran)")
+        out.append(f"{p.trial_id} attempt {p.attempt} {p.status or '?'}: {why}")
+    return out
