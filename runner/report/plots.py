@@ -10,7 +10,8 @@ Plots, from report rows (see ``runner.report.rows``); only COMPLETED rows are dr
 - ``throughput.png``: bars of the best configuration's total tok/s and tok/s/GPU per
   model × in/out, one bar per hardware (table 1's rows).
 Every axis names its unit; every plot has a title and a legend, and carries them in its PNG
-metadata (``describe``).
+metadata (``describe``). A plot holding any simulated row says ``SIMULATION`` in its title
+(its model names carry the marker in the legend and labels too, ``rows.SIM_MARK``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.report import frontier
+from runner.report.rows import SIM_MARK
 
 DPI = 110
+#: Title prefix of a plot that shows simulated trials.
+SIM_TITLE = "SIMULATION (simulated engine, not inference measurements): "
 
 
 def _figure(w: float, h: float):
@@ -59,7 +63,7 @@ def describe(path: Path) -> dict[str, Any]:
 
 def slug(*parts: Any) -> str:
     """A file-name-safe join of ``parts`` ('org/Model-7B', 1024, 256 → 'org_Model-7B_1024_256')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "_", str(p)).strip("_") for p in parts).strip("_")
 
 
 def point_label(r: dict, keys: Sequence[str] = ()) -> str:
@@ -73,7 +77,7 @@ def point_label(r: dict, keys: Sequence[str] = ()) -> str:
 
 def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -> Path:
     """One Pareto plot: each curve's points faint, its frontier solid and labelled."""
-    from runner.report.rows import varying_args
+    from runner.report.rows import simulated, varying_args
 
     keys = varying_args([r for rs in curves.values() for r in rs])
     fig = _figure(9, 6)
@@ -94,7 +98,8 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
                         color=color)
     ax.set_xlabel("interactivity (tok/s/user = 1000 / median TPOT ms)")
     ax.set_ylabel("throughput per GPU (total tok/s/GPU)")
-    ax.set_title(f"Pareto frontier: {model}, {io} tokens in/out")
+    sim = any(simulated(r) for rs in curves.values() for r in rs)
+    ax.set_title(f"{SIM_TITLE if sim else ''}Pareto frontier: {model}, {io} tokens in/out")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -102,7 +107,7 @@ def pareto_png(model: str, io: str, curves: dict[str, list[dict]], path: Path) -
 
 def latency_png(rows: Sequence[dict], path: Path) -> Path:
     """2×2: median/p99 TTFT and TPOT (ms) against output tok/s; a line per serving config and in/out."""
-    from runner.report.rows import args, completed, engine, ident, shape, varying_args
+    from runner.report.rows import args, completed, engine, ident, shape, simulated, varying_args
 
     lines: dict[tuple, list[dict]] = {}
     for r in completed(rows, "output_throughput"):
@@ -131,7 +136,8 @@ def latency_png(rows: Sequence[dict], path: Path) -> Path:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncol=min(3, len(labels)))
-    fig.suptitle("Latency vs throughput as concurrency rises (one line per serving configuration)")
+    sim = SIM_TITLE if any(simulated(r) for r in completed(rows, "output_throughput")) else ""
+    fig.suptitle(f"{sim}Latency vs throughput as concurrency rises (one line per serving configuration)")
     return _save(fig, path)
 
 
@@ -164,7 +170,8 @@ def throughput_png(table: Any, path: Path) -> Path:
         ax.set_title(title)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(title="hardware · engine" if by_engine else "hardware", fontsize=8)
-    fig.suptitle("Throughput per model × hardware" + (" × engine" if by_engine else ""))
+    sim = SIM_TITLE if any(str(r[im]).endswith(SIM_MARK) for r in table.rows) else ""
+    fig.suptitle(f"{sim}Throughput per model × hardware" + (" × engine" if by_engine else ""))
     return _save(fig, path)
 
 

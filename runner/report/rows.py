@@ -5,6 +5,11 @@ A row holds the trial's parameters as logged (typed: ``tp`` is an int, ``ep`` a 
 ``lane`` (when logged), ``status`` (``runner.status``; PENDING when the trial never ran),
 ``reason``, ``client_bound`` (bool) and its metrics flat under their MLflow names (tok/s, ms,
 $/M tokens). Rows are plain dicts so tests can build them by hand.
+
+A trial of the simulated engine is never shown as a measurement: ``build_rows`` gives its row
+``simulation=True`` and writes its ``model`` as ``<model> (SIMULATION)``, so every table, CSV
+and plot that names a model carries the marker, and simulated points never share a Pareto
+curve group with measured ones. Both are derived from the engine, never from a flag.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from runner.plan import SIMULATED_ENGINE, SIMULATION
+
 #: Parameters that identify a measurement; two rows equal on these are the same trial.
 IDENTITY = ("engine", "lane", "api", "model", "hardware", "tp", "pp", "dp", "ep", "input_len", "output_len",
             "concurrency", "num_prompts", "warmup", "ignore_eos", "seed", "temperature")
 ORDER = ("model", "hardware", "engine", "lane", "api", "tp", "pp", "dp", "ep", "input_len", "output_len", "concurrency")
 TOTAL, OUTPUT = "total_token_throughput", "output_throughput"
 DONE = "COMPLETED"
+#: Appended to the model name of a simulated trial's row.
+SIM_MARK = f" ({SIMULATION})"
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -64,8 +73,22 @@ def build_rows(trials: Iterable[Any], latest: dict[str, Any], prices: dict[str, 
         row.update(p, trial_id=t.trial_id, gpus=row.get("gpus") or t.serving.gpus)
         if row.get("price_per_gpu_hour") is None:       # none when it ran: today's price, if any
             row["price_per_gpu_hour"] = prices.get(t.serving.hardware)
-        rows.append(row)
+        rows.append(mark_simulation(row))
     return rows
+
+
+def simulated(r: dict) -> bool:
+    """True for a row of the simulated engine (its numbers are not inference measurements)."""
+    return r.get("engine") == SIMULATED_ENGINE or bool(r.get("simulation"))
+
+
+def mark_simulation(r: dict) -> dict:
+    """The row itself; a simulated one gets ``simulation=True`` and its model marked (once)."""
+    if simulated(r):
+        r["simulation"] = True
+        if not str(r.get("model")).endswith(SIM_MARK):
+            r["model"] = f"{r.get('model')}{SIM_MARK}"
+    return r
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -85,9 +108,10 @@ def per_gpu(r: dict, key: str = TOTAL) -> float | None:
 
 
 def cost(r: dict, key: str = TOTAL) -> float | None:
-    """$/M tokens = price $/GPU-h × 1e6 / (3600 × tok/s/GPU); None without a positive price."""
+    """$/M tokens = price $/GPU-h × 1e6 / (3600 × tok/s/GPU). A price of 0 (free hardware) costs
+    0; None without a price, or without a positive throughput."""
     price, tput = r.get("price_per_gpu_hour"), per_gpu(r, key)
-    return price * 1e6 / (3600.0 * tput) if price and tput else None
+    return None if price is None or not tput or tput <= 0 else float(price) * 1e6 / (3600.0 * tput)
 
 
 def engine(r: dict) -> str:

@@ -123,7 +123,7 @@ def cost_table(rows: Sequence[dict]) -> Table:
               ["model", "hardware", "in/out", "engine", "shape", "engine args", "conc", "$/GPU-h",
                "total tok/s/GPU", "out tok/s/GPU", "$/M total tokens", "$/M output tokens"], "ssssssi$nn$$")
     for r in _best(completed(rows), lambda r: per_gpu(r, TOTAL), _mh):
-        price = r.get("price_per_gpu_hour") or None
+        price = r.get("price_per_gpu_hour")                # 0 is a price (free); None is none
         t.rows.append([r.get("model"), r.get("hardware"), io(r), engine(r), shape(r), args(r, keys),
                        r.get("concurrency"), price, per_gpu(r, TOTAL), per_gpu(r, OUTPUT), cost(r, TOTAL),
                        cost(r, OUTPUT)])

@@ -5,6 +5,10 @@ runs from MLflow into rows (``runner.report.rows``), prints the tables (``runner
 CSVs, ``report.txt`` and PNGs (``runner.report.plots``) to ``reports/<sweep>/`` and to the sweep's
 parent run (artifact folder ``report/``). It works on a partial sweep and never changes a
 trial run.
+
+A sweep that never ran (no trial run of it in MLflow) gets one line saying so and exit 1, and
+nothing is written: no MLflow experiment, parent run or artifact, no report folder. Simulated
+trials are marked ``SIMULATION`` in the head line, each row and each plot (``rows.SIM_MARK``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from runner.core import redact
 from runner.report import frontier
-from runner.report.rows import build_rows
+from runner.report.rows import build_rows, simulated
 from runner.report.tables import Table, frontier_table, tables
 
 
@@ -40,9 +44,36 @@ def write_report(rows: Sequence[dict], ts: Sequence[Table], text: str, d: Path) 
     return []
 
 
+def existing_store(experiment: str, sweep: str):
+    """The sweep's ``Store`` when its MLflow experiment exists, else None with nothing written:
+    ``Store()`` creates a missing experiment, and a report must not (nor a missing SQLite file).
+
+    Reads MLflow outside ``Store`` only until ``Store`` can open without creating."""
+    import os
+
+    from runner.core import StoreError
+    from runner.results import Store, store
+
+    uri = store.default_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    for k, v in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                 ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+        os.environ.setdefault(k, v)                  # as Store sets them: bounded retries
+    from mlflow.tracking import MlflowClient
+
+    try:
+        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    except Exception as e:
+        raise StoreError(redact.text(f"MLflow at {uri} could not be used ({type(e).__name__}: {e}); "
+                                     "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db")) from None
+    return None if found is None else Store(experiment, sweep, uri)
+
+
 def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
          ratio: tuple[str, str] | None = None, dest: str | Path | None = None) -> int:
-    """Build the report of sweep file ``path``; 0 when written everywhere, 1 when a part failed.
+    """Build the report of sweep file ``path``; 0 when written everywhere, 1 when a part failed
+    or the sweep never ran (then nothing is written anywhere).
 
     ``levels``: iso-interactivity levels in tok/s/user (default: ``frontier.default_levels``);
     ``ratio``: (numerator, denominator) curve names for the ratio column; ``dest``: local folder
@@ -50,7 +81,7 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
     """
     from runner.core import StoreError
     from runner.plan import grid
-    from runner.results import Store
+    from runner.results import spool
     from runner.sweep import catalog
     from runner.sweep import spec as spec_mod
 
@@ -58,18 +89,28 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
     trials = grid.expand(spec)
     hw = catalog.hardware()
     prices = {h: spec.prices.get(h, hw.get(h, {}).get("price_per_gpu_hour")) for h in spec.hardware}
-    store = Store(spec.experiment_name, spec.name)
+    store = existing_store(spec.experiment_name, spec.name)
     try:
-        latest = store.latest_by_trial()
+        latest = store.latest_by_trial() if store is not None else {}
     except Exception as e:
         why = redact.text(f"{type(e).__name__}: {e}")[:300]
         raise StoreError(f"MLflow at {store.shown_uri} could not be read ({why})") from None
-    rows = build_rows(trials, latest, prices)
     ids = {t.trial_id for t in trials}
     stale = [k for k, r in latest.items() if k not in ids and r.data.tags.get("runner.sweep") == spec.name]
+    if store is None or not (stale or ids & latest.keys()):
+        spooled = len(spool.pending_uploads(spool.default_root(), spec.name))
+        print(f"sweep {spec.name} has not run yet: no trial of it in MLflow experiment {spec.experiment_name!r}"
+              + (f"; {spooled} result(s) wait in the spool: `python -m runner sync {path}`" if spooled else
+                 f"; run it with `python -m runner run {path}`") + "; no report written", file=out)
+        return 1
+    rows = build_rows(trials, latest, prices)
     counts = Counter(r["status"] for r in rows)
     head = (f"report of sweep {spec.name}: {len(rows)} trials; "
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    sim = [r for r in rows if simulated(r)]
+    if sim:
+        head += (f"\nSIMULATION: {len(sim)} trial(s) of the simulated engine (holds resources, loads no model); "
+                 "their numbers are not inference measurements (rows and plots marked SIMULATION)")
     if stale:
         head += f"\nnote: {len(stale)} trial(s) of this sweep in MLflow are no longer in {path}; not reported"
     ts = tables(rows, levels or frontier.default_levels(rows) or frontier.DEFAULT_LEVELS, ratio)

@@ -4,6 +4,11 @@ Invariants: the spool is written before MLflow is touched, and its ``state.json`
 whether the attempt reached MLflow, so an unreachable MLflow loses nothing (``sync``
 uploads it later into the same run when one was created). Aggregate metrics are logged
 only for COMPLETED load points; an INVALID one keeps its raw records but no throughput.
+
+A trial of the simulated engine (``ServingConfig.simulation``, from the engine name alone) is
+marked SIMULATION wherever it shows: its run name and progress lines (``ServingConfig.label``),
+the tag ``runner.simulation=true`` and a description (``mlflow.note.content``) on its child run,
+the same tag on the sweep's parent run, and ``simulation`` in ``result.json``'s provenance.
 """
 
 from __future__ import annotations
@@ -16,17 +21,24 @@ from typing import Any
 from runner.cluster import Outcome
 from runner.core import __version__, redact
 from runner.measure import DEFINITION, RequestRecord, aggregate, lag_stats, validity
-from runner.plan import SCHEMA_VERSION, Status, Trial
+from runner.plan import SCHEMA_VERSION, SIMULATION, Status, Trial
 from runner.results import spool
 from runner.results.progress import Progress
 from runner.results.store import Store
-from runner.results.sync import upload
+from runner.results.sync import try_upload
 from runner.sweep import SweepSpec, catalog
+
+#: Tag on a simulated trial's child run and on its sweep's parent run.
+SIM_TAG = "runner.simulation"
+SIM_NOTE = (f"**{SIMULATION}**: engine `simulated` holds its resources and loads no model; its tokens are "
+            "timed sleeps, so none of these numbers is an inference measurement.")
 
 
 def price_for(spec: SweepSpec, hardware: str) -> float | None:
+    """$/GPU-hour: the sweep's ``prices`` over the catalogue's. 0 is a price (free hardware, so
+    cost 0); None, no price known (no cost metric)."""
     p = spec.prices.get(hardware, catalog.hardware()[hardware].get("price_per_gpu_hour"))
-    return float(p) if p else None
+    return None if p is None else float(p)
 
 
 class Recorder:
@@ -37,6 +49,7 @@ class Recorder:
         self.live: dict[str, tuple[str | None, int]] = {}
         self.outcomes: dict[str, tuple[Status, str, dict[str, float]]] = {}
         self._noted: set[str] = set()  # serving configurations whose engine version note was shown
+        self._sim_parent = False       # the parent run carries runner.simulation
 
     # -- scheduler callbacks ----------------------------------------------------------------
     def on_start(self, trial: Trial, engine: dict[str, Any]) -> None:
@@ -44,6 +57,9 @@ class Recorder:
         run_id = self._safe(lambda: self.store.start_trial(
             trial.trial_id, self._name(trial), self._tags(trial, engine, attempt), self._params(trial, engine)))
         self.live[trial.trial_id] = (run_id, attempt)
+        if trial.serving.simulation and not self._sim_parent and self.store is not None:
+            self._sim_parent = True
+            self._safe(lambda: self.store.log_parent(tags={SIM_TAG: "true"}))
         if self.progress:
             self.progress.start(trial.trial_id, f"{trial.serving.label()} | {trial.load.label()}")
         self._say(f"▶ {trial.trial_id} {trial.serving.label()} | {trial.load.label()} "
@@ -77,8 +93,9 @@ class Recorder:
             "metrics": metrics})
         spool.write_json(d / "state.json", {"status": status.value, "reason": reason, "run_id": run_id,
                                             "uploaded": False, "trial_id": t.trial_id, "attempt": attempt})
-        if self.store is not None:
-            self._safe(lambda: upload(self.store, d))
+        if self.store is not None and (why := try_upload(self.store, d)) is not None:
+            self._say(f"! MLflow write failed ({why[:200]}); kept in the spool, "
+                      f"upload later with `python -m runner sync`")
         self.outcomes[t.trial_id] = (status, reason, metrics)
         if self.progress:
             self.progress.end(t.trial_id, status is Status.COMPLETED)
@@ -86,6 +103,7 @@ class Recorder:
                 f"{metrics.get('median_ttft_ms', float('nan')):.1f} ms"
                 + (" [client_bound: the load generator lagged]" if metrics.get("client_bound") else "")
                 if metrics else f"{reason}: {detail[:200]}")
+        tail = f"{SIMULATION} {tail}" if t.serving.simulation else tail
         self._say(f"{'✔' if status is Status.COMPLETED else '✘'} {t.trial_id} {status.value} | {tail}")
 
     # -- pieces -------------------------------------------------------------------------------
@@ -129,7 +147,8 @@ class Recorder:
                   "errors": [r.error for r in records],
                   "runner": {"trial_id": t.trial_id, "serving_config_id": t.serving.serving_config_id,
                              "sweep": self.spec.name, "status": status.value, "reason": reason, "detail": detail,
-                             "attempt": attempt, "schema_version": SCHEMA_VERSION, "metrics_definition": DEFINITION,
+                             "attempt": attempt, "simulation": t.serving.simulation,
+                             "schema_version": SCHEMA_VERSION, "metrics_definition": DEFINITION,
                              "params": t.params(), "versions": (o.engine or {}).get("versions", {}),
                              "runner_version": __version__, "completed_requests": len(ok),
                              "warmup_requests": res.get("warmup_count", 0), "engine_stats": res.get("stats", {}),
@@ -178,7 +197,8 @@ class Recorder:
         return {"runner.serving_config_id": t.serving.serving_config_id, "runner.attempt": str(attempt),
                 "runner.engine_version": str((engine.get("versions") or {}).get("engine_version", "")),
                 "runner.node": ",".join(sorted({r.get("node_id", "")[:12] for r in engine.get("replicas", [])})),
-                "runner.engine_pid": str(engine.get("pid", ""))}
+                "runner.engine_pid": str(engine.get("pid", "")),
+                **({SIM_TAG: "true", "mlflow.note.content": SIM_NOTE} if t.serving.simulation else {})}
 
     def _name(self, t: Trial) -> str:
         return f"{t.serving.label()} {t.load.label()} {t.load.input_len}/{t.load.output_len}"[:250]

@@ -9,7 +9,8 @@ search facets (``searchFilter``, ``orderByKey``, ``orderByAsc``) and its UI stat
 
 Invariants: the view shows only this sweep's trial runs (not the parent), ordered by output
 throughput, with its name, a column for every parameter that varies across the sweep, the
-headline metrics and the trial status; the state is a pure function of the trials, so
+headline metrics and the trial status (and, when any trial is of the simulated engine, the
+``runner.simulation`` tag as a column); the state is a pure function of the trials, so
 re-running a sweep rewrites the same tag.
 """
 
@@ -25,6 +26,7 @@ PREFIX = "mlflow.sharedViewState."
 METRICS = ("output_throughput", "total_token_throughput", "output_tput_per_gpu", "median_ttft_ms", "median_tpot_ms",
            "p99_itl_ms")
 TAGS = ("runner.status",)
+SIM_TAGS = ("runner.simulation",)
 NAME = "attributes.`Run Name`"
 
 
@@ -45,7 +47,8 @@ def varying(trials: Sequence[Trial]) -> list[str]:
 def state(sweep: str, trials: Sequence[Trial]) -> dict[str, Any]:
     """The shared-view JSON for one sweep's comparison."""
     params = [f"params.`{p}`" for p in varying(trials)]
-    cols = [NAME, *params, *(f"metrics.`{m}`" for m in METRICS), *(f"tags.`{t}`" for t in TAGS)]
+    tags = (*TAGS, *SIM_TAGS) if any(t.serving.simulation for t in trials) else TAGS
+    cols = [NAME, *params, *(f"metrics.`{m}`" for m in METRICS), *(f"tags.`{t}`" for t in tags)]
     widths = {NAME: 250, **{c: 95 for c in params}, **{c: 110 for c in cols[1 + len(params):]}}
     return {
         "searchFilter": f"tags.`runner.sweep` = '{sweep}' and tags.`runner.role` = 'trial'",

@@ -51,7 +51,7 @@ TPUT = [
     row(total=1500, out=600, tp=1),                     # H100: best per GPU (cheapest), 1,500 tok/s/GPU
     row("INVALID", total=99999, out=99999, tp=2),       # never a result
     row("FAILED", tp=2, dp=4, reason="engine_start_error.oom"),
-    row(total=12000, out=6000, tp=8, hardware="H200", price_per_gpu_hour=0.0),   # no price
+    row(total=12000, out=6000, tp=8, hardware="H200", price_per_gpu_hour=None),  # no price (0 would be free)
 ]
 
 
