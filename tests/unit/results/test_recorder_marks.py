@@ -63,11 +63,12 @@ def test_real_engine_run_is_not_marked(tmp_path, sweep_file):
 
 
 def test_price_zero_is_free_not_unknown(tmp_path, sweep_file):
-    spec = load(sweep_file())                            # cpu: catalogue price 0.0
-    assert price_for(spec, "cpu") == 0.0
+    assert price_for(load(sweep_file()), "cpu") is None   # cpu: no catalogue price
+    free = sweep_file(BASE + "prices: {cpu: 0}\n", "free.yaml")
+    assert price_for(load(free), "cpu") == 0.0
     assert price_for(load(sweep_file(BASE + "prices: {cpu: 1.5}\n", "p.yaml")), "cpu") == 1.5
     out = (tmp_path / "out.txt").open("w")
-    _, run = run_one(tmp_path, sweep_file(), out)
+    _, run = run_one(tmp_path, free, out)
     out.close()
     assert run.data.params["price_per_gpu_hour"] == "0.0"
     assert run.data.metrics["cost_per_m_total_tokens_usd"] == 0.0
