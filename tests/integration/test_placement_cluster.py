@@ -122,12 +122,17 @@ ray.get(pg.ready(), timeout=30)
 where = placement_group_table(pg)["bundles_to_node_id"]
 assert set(where.values()) == {ids["h100-a"], ids["h100-b"]}, where
 remove_placement_group(pg)
-# orphan cleanup: a group left by a dead driver of sweep "orph" is removed by the next one
-orphan = placement.create(placement.request_for(cfg.model_copy(update={"tp": 1}), nodes), "runner:orph:a-1-r0", nodes)
-ray.get(orphan.ready(), timeout=30)
-assert placement.remove_orphans("orph") == 1
+# orphan cleanup: a group left by a dead driver of sweep "orph" is removed by the next one; a live
+# driver's group (here: the next driver's own) is never touched
+one = placement.request_for(cfg.model_copy(update={"tp": 1}), nodes)
+orphan = placement.create(one, placement.group_name("orph", "0123456789ab", "a-1-r0"), nodes)
+mine = placement.create(one, placement.group_name("orph", "ba9876543210", "a-2-r0"), nodes)
+ray.get([orphan.ready(), mine.ready()], timeout=30)
+assert placement.remove_orphans("orph", live=lambda d: d == "ba9876543210") == 1
 assert placement_group_table(orphan)["state"] == "REMOVED"
-assert placement.remove_orphans("orph") == 0
+assert placement_group_table(mine)["state"] == "CREATED"
+assert placement.remove_orphans("orph", live=lambda d: d == "ba9876543210") == 0
+remove_placement_group(mine)
 # fragmented free GPUs (one taken on h100-a: 3 + 4 free): TP 2 x PP 3 = six 1-GPU bundles, and no TP
 # group may span nodes; PACK alone could put 3 ranks on each node. Admission's layout is pinned.
 import time
