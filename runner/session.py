@@ -101,6 +101,8 @@ def _run(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], root: Path, s
         uploaded, pending = sync_mod.sync(store, root, spec.name)  # before reclaiming: synced runs are not stale
         if uploaded or pending:
             print(f"synced {uploaded} spooled result(s) to MLflow; {pending} still pending", file=out)
+            for line in sync_mod.pending_lines(root, spec.name):
+                print("  " + line, file=out)
         reclaimed = store.reclaim_stale()
         if reclaimed:
             print(f"reclaimed {len(reclaimed)} trial run(s) left RUNNING by a driver whose lease expired as "
@@ -200,10 +202,16 @@ def _close_parent(store: Store | None, status: str) -> None:
 
 def sync(path: str, out=sys.stdout) -> int:
     spec = spec_mod.load(path)
+    root = spool.default_root()
+    if not spool.pending_uploads(root, spec.name):
+        print(f"sweep {spec.name}: nothing in the spool waits for MLflow", file=out)
+        return 0
     store = Store(spec.experiment_name, spec.name)
     store.parent()
-    uploaded, pending = sync_mod.sync(store, spool.default_root(), spec.name)
+    uploaded, pending = sync_mod.sync(store, root, spec.name)
     print(f"sweep {spec.name}: uploaded {uploaded} spooled result(s); {pending} still pending", file=out)
+    for line in sync_mod.pending_lines(root, spec.name):
+        print("  " + line, file=out)
     return 0 if not pending else 1
 
 
@@ -216,8 +224,8 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
         counts[st] += 1
         m = r.data.metrics if r else {}
         s = t.serving
-        eng = s.engine + ("" if s.lane == "default" else f" [{s.lane}]") + (
-            "" if s.api == "engine" else f" via {s.api}")
+        eng = ("SIMULATION " if s.simulation else "") + s.engine + (
+            "" if s.lane == "default" else f" [{s.lane}]") + ("" if s.api == "engine" else f" via {s.api}")
         rows.append([t.trial_id, s.model, s.hardware, eng, f"tp{s.tp}/pp{s.pp}/dp{s.dp}{'/ep' if s.ep else ''}",
                      " ".join(f"{k}={redact.value(k, v)}" for k, v in sorted(s.engine_args.items())) or "-",
                      t.load.label(), f"{t.load.input_len}/{t.load.output_len}",
@@ -242,8 +250,8 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
 def status(path: str, out=sys.stdout) -> int:
     spec = spec_mod.load(path)
     trials = grid.expand(spec)
-    store = Store(spec.experiment_name, spec.name)
-    latest = store.latest_by_trial()
+    store = Store.existing(spec.experiment_name, spec.name)
+    latest = store.latest_by_trial() if store is not None else {}
     counts: Counter = Counter()
     failed = []
     for t in trials:
@@ -258,9 +266,12 @@ def status(path: str, out=sys.stdout) -> int:
             print(f"  {st:<14}{counts[st]}", file=out)
     for t, st, reason, detail in failed:
         print(f"  {t.trial_id} {st} {reason}: {detail[:300]} [{t.serving.label()} {t.load.label()}]", file=out)
-    pending = spool.pending_uploads(spool.default_root(), spec.name)
+    root = spool.default_root()
+    pending = spool.pending_uploads(root, spec.name)
     if pending:
         print(f"  {len(pending)} result(s) in the spool not yet in MLflow: `python -m runner sync {path}`", file=out)
+        for line in sync_mod.pending_lines(root, spec.name):
+            print("    " + line, file=out)
     return 0
 
 

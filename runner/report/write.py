@@ -45,29 +45,10 @@ def write_report(rows: Sequence[dict], ts: Sequence[Table], text: str, d: Path) 
 
 
 def existing_store(experiment: str, sweep: str):
-    """The sweep's ``Store`` when its MLflow experiment exists, else None with nothing written:
-    ``Store()`` creates a missing experiment, and a report must not (nor a missing SQLite file).
+    """The sweep's ``Store`` when its MLflow experiment exists, else None with nothing written."""
+    from runner.results import Store
 
-    Reads MLflow outside ``Store`` only until ``Store`` can open without creating."""
-    import os
-
-    from runner.core import StoreError
-    from runner.results import Store, store
-
-    uri = store.default_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        return None
-    for k, v in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
-                 ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
-        os.environ.setdefault(k, v)                  # as Store sets them: bounded retries
-    from mlflow.tracking import MlflowClient
-
-    try:
-        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
-    except Exception as e:
-        raise StoreError(redact.text(f"MLflow at {uri} could not be used ({type(e).__name__}: {e}); "
-                                     "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db")) from None
-    return None if found is None else Store(experiment, sweep, uri)
+    return Store.existing(experiment, sweep)
 
 
 def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,

@@ -32,7 +32,17 @@ def default_uri() -> str:
 
 
 class Store:
-    def __init__(self, experiment: str, sweep: str, uri: str | None = None):
+    @classmethod
+    def existing(cls, experiment: str, sweep: str, uri: str | None = None) -> Store | None:
+        """The store of an experiment that exists already, else None with nothing written (no
+        experiment created, and no SQLite file: a report or status of a sweep that never ran)."""
+        uri = uri or default_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            return None
+        found = cls(experiment, sweep, uri, create=False)
+        return found if found.experiment_id is not None else None
+
+    def __init__(self, experiment: str, sweep: str, uri: str | None = None, *, create: bool = True):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         # MLflow's own "View run ... at <tracking URI>" lines would print the URI verbatim
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -48,7 +58,10 @@ class Store:
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            if exp is None and not create:
+                self.experiment_id: str | None = None
+            else:
+                self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         except Exception as e:
             raise StoreError(redact.text(f"MLflow at {self.uri} could not be used ({type(e).__name__}: {e}); "
                                          "check MLFLOW_TRACKING_URI, or unset it to use ./mlflow.db")) from None
