@@ -178,7 +178,7 @@ def check(reqs: list[Request], nodes: list[dict[str, Any]]) -> str | None:
     typed = typed_nodes(alive, req.label, req.label_key)
     if not typed:
         return (f"no node has {req.label_key}={req.label} (or resource accelerator_type:{req.label}), alive or "
-                f"launchable; nodes: {_describe(alive)}")
+                f"launchable; nodes: {describe_nodes(alive)}")
     if req.reason:
         return req.reason
     kind = "GPU" if req.kind == "gpu" else "CPU"
@@ -277,7 +277,8 @@ def split_groups(req: Request, bundle_nodes: dict[int, str], engine_node: str | 
             f"nodes ({', '.join(bad)})")
 
 
-def _describe(nodes: list[dict[str, Any]]) -> str:
+def describe_nodes(nodes: list[dict[str, Any]]) -> str:
+    """Each node as `<label>:<GPUs>gpu/<CPUs>cpu`, launchable ones with their type."""
     out = []
     for n in nodes:
         label = (n.get("Labels") or {}).get(LABEL_KEY, "-")
@@ -303,7 +304,8 @@ def driver_of(sweep: str, name: str) -> str | None:
     return m["driver"] if m and m["sweep"] == sweep else None
 
 
-def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[str] | None = None) -> Any:
+def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[str] | None = None, *,
+           by_label: bool = False) -> Any:
     """Create the placement group (pending until the cluster has room).
 
     The GPU type is enforced by a bundle label selector when the matching nodes carry the
@@ -312,7 +314,9 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[st
     whose bundles come in units (``req.group``: vLLM's TP groups) is pinned to the live nodes the
     admission chose (``layout``, by Ray's ``ray.io/node-id`` label), since PACK alone is best effort
     and may split a unit; bundles on launchable nodes are not pinned (their ids do not exist yet),
-    and every spanning group is checked once placed (``split_groups``).
+    and every spanning group is checked once placed (``split_groups``). ``by_label``: no node of
+    the type is known, and autoscaler v2 (which honours label selectors) decides: the label alone,
+    as Ray labels GPU nodes with it itself (``resource_and_label_spec._get_default_labels``).
     """
     from ray.util.placement_group import placement_group
 
@@ -323,12 +327,12 @@ def create(req: Request, name: str, nodes: list[dict[str, Any]], layout: list[st
     if req.label is not None:
         typed = typed_nodes(nodes, req.label, req.label_key)  # live and launchable
         resource = f"accelerator_type:{req.label}"
-        labelled = any((n.get("Labels") or {}).get(req.label_key) == req.label for n in typed)
+        labelled = by_label or any((n.get("Labels") or {}).get(req.label_key) == req.label for n in typed)
         if labelled:
             kwargs["bundle_label_selector"] = [{req.label_key: req.label} for _ in bundles]
         # the resource too when every node of the type declares it: the v1 autoscaler picks node types by
         # resources alone (it ignores label selectors), and it costs nothing on nodes that have it
-        if not labelled or all(resource in (n.get("Resources") or {}) for n in typed):
+        if not by_label and (not labelled or all(resource in (n.get("Resources") or {}) for n in typed)):
             for b in bundles:
                 b[resource] = 0.001
     live = {n["NodeID"] for n in nodes if n.get("Alive") and not n.get("Launchable")}

@@ -29,66 +29,20 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from runner.cluster import apimode, capacity, lanes, placement, reaper
+from runner.cluster import apimode, autoscaler, capacity, lanes, placement, reaper
+from runner.cluster.launch import Launch, Outcome
 from runner.cluster.replicas import merge
 from runner.core import RunnerError
 from runner.measure import loadgen
-from runner.plan import ServingConfig, Status, Trial
+from runner.plan import Status, Trial
 from runner.sweep import TimeoutSpec, catalog
 
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                    "TRANSFORMERS_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
                    loadgen.STALL_ENV)
-
-
-@dataclass
-class Outcome:
-    trial: Trial
-    status: Status
-    reason: str = ""
-    error: str = ""
-    log_tail: str = ""
-    result: dict[str, Any] | None = None
-    engine: dict[str, Any] | None = None
-    started: float = 0.0
-    ended: float = field(default_factory=time.time)
-
-
-@dataclass
-class Launch:
-    serving: ServingConfig
-    pending: list[Trial]
-    reqs: list[placement.Request] = field(default_factory=list)
-    phase: str = "queued"
-    pgs: list[Any] = field(default_factory=list)
-    actors: list[Any] = field(default_factory=list)
-    clients: list[Any] = field(default_factory=list)  # api openai/endpoint: one load-driving client per replica
-    places: list[Any] = field(default_factory=list)  # refs: each engine actor's where() (node, pid), asked first
-    layouts: list[list[str]] = field(default_factory=list)  # node id per bundle per replica, as admitted
-    starts: list[dict[str, Any]] = field(default_factory=list)  # api openai: the engine actors' start results
-    refs: list[Any] = field(default_factory=list)
-    waiting: set = field(default_factory=set)
-    deadline: float = math.inf
-    queued_at: float = field(default_factory=time.monotonic)
-    current: Trial | None = None
-    current_started: float = 0.0
-    engine: dict[str, Any] | None = None
-    timing: dict[str, float] = field(default_factory=dict)  # monotonic: placed, ready, started
-
-    @property
-    def est_steps(self) -> float:
-        """Estimated length in decode steps (unitless; only the order matters)."""
-        trials = self.pending + ([self.current] if self.current else [])
-        return sum(-(-(t.load.num_prompts + t.load.warmup) // (t.load.concurrency or 1)) * t.load.output_len
-                   for t in trials)  # an uncapped open loop counts as concurrency 1: a rough upper bound
-
-    @property
-    def devices(self) -> float:
-        return sum(sum(b.get("GPU", b.get("CPU", 0)) for b in r.bundles) for r in self.reqs)
 
 
 class Scheduler:
@@ -106,6 +60,7 @@ class Scheduler:
         self.history: list[Launch] = []  # launches that reached a running engine, for overhead figures
         self.stopping = False
         self._seq = 0
+        self.verdict = autoscaler.Verdict()  # autoscaler v2's word on groups that wait
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -116,6 +71,7 @@ class Scheduler:
                 if self.stopping:
                     raise KeyboardInterrupt
                 self._admit()
+                self._give_up_infeasible()
                 active = [x for x in self.launches if x.waiting]
                 if not active:
                     time.sleep(0.2)
@@ -150,6 +106,10 @@ class Scheduler:
                 req = apimode.request(x.serving, nodes, self.label_key)
                 x.reqs = [req] * x.serving.dp
             why = placement.check(x.reqs, nodes)
+            if why and not self.node_types.types and len(x.reqs[0].bundles) == 1 and x.reqs[0].label:
+                self.verdict.poll(_gcs_address())  # no node type known: with autoscaler v2, it decides
+                x.unknown_fit = self.verdict.active
+                why = None if x.unknown_fit else why
             if why:
                 hint = "" if self.node_types.types else (
                     "; on an autoscaling cluster, name the node types it may launch in the sweep's `cluster:` "
@@ -158,7 +118,8 @@ class Scheduler:
         running = sum(1 for x in self.launches if x.phase not in ("queued", "done"))
         available = capacity.available(state.available_resources_per_node(), extra)
         for x in self.launches:  # created but not ready: Ray's availability does not count them yet
-            if x.phase == "placing" and not placement.retake(x.reqs, x.layouts, nodes, available):
+            if x.phase == "placing" and not x.unknown_fit and not placement.retake(x.reqs, x.layouts, nodes,
+                                                                                  available):
                 return  # a group really waits for room: what frees up is its, first
         now = time.monotonic()
         queued = sorted((x for x in self.launches if x.phase == "queued"),
@@ -167,6 +128,11 @@ class Scheduler:
             if running >= self.max_parallel:
                 return
             layouts: list[list[str]] = []
+            if x.unknown_fit:  # one at a time, so v2's verdict on it is not about the others' demand
+                if not any(y.unknown_fit and y.phase == "placing" for y in self.launches):
+                    self._place(x, nodes, [[] for _ in x.reqs])
+                    running += 1
+                continue
             if not placement.reserve(x.reqs, nodes, available, layouts):  # taken now, before the next
                 if now - x.queued_at > self.starvation_s:
                     return  # hold smaller launches back until this one fits
@@ -178,10 +144,28 @@ class Scheduler:
         self._seq += 1
         x.layouts = layouts
         base = placement.group_name(self.sweep, self.driver, f"{x.serving.serving_config_id}-{self._seq}")
-        x.pgs = [placement.create(r, f"{base}-r{i}", nodes, lay) for i, (r, lay) in enumerate(zip(x.reqs, layouts))]
+        x.pgs = [placement.create(r, f"{base}-r{i}", nodes, lay, by_label=x.unknown_fit)
+                 for i, (r, lay) in enumerate(zip(x.reqs, layouts))]
         x.timing["placed"] = time.monotonic()
         x.timing["placed_at"] = time.time()  # wall clock, for intervals compared across launches
         self._wait(x, "placing", [pg.ready() for pg in x.pgs], self.timeouts.placement_s)
+
+    def _give_up_infeasible(self) -> None:
+        """UNSCHEDULABLE for a waiting launch that autoscaler v2 says no node type can hold, while
+        nothing else of this driver holds or waits for room (``runner.cluster.autoscaler``)."""
+        placing = [x for x in self.launches if x.phase == "placing"]
+        if not placing:
+            return
+        self.verdict.poll(_gcs_address())
+        for x in placing:
+            others = any(y is not x and y.phase in ("placing", "starting", "running") for y in self.launches)
+            if self.verdict.never(id(x), x.pgs, others):
+                shape = ", ".join(f"{b}" for b in x.reqs[0].bundles)
+                self._fail_all(x, Status.UNSCHEDULABLE, "unschedulable",
+                               f"Ray's autoscaler (v2) lists its placement group ({x.reqs[0].strategy} {shape}"
+                               f" x {len(x.reqs)}) as infeasible and no live node can hold it: no node type it "
+                               "may launch fits; live nodes: "
+                               + placement.describe_nodes([n for n in ray_nodes() if n.get("Alive")]))
 
     def _wait(self, x: Launch, phase: str, refs: list[Any], timeout_s: float) -> None:
         x.phase, x.refs, x.waiting = phase, refs, set(refs)
@@ -382,6 +366,18 @@ class Scheduler:
             x.timing["removed"] = time.monotonic()
         x.actors, x.clients, x.starts, x.pgs, x.refs, x.places, x.waiting = [], [], [], [], [], [], set()
         x.phase, x.deadline = "done", math.inf
+
+
+def _gcs_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return ray.nodes()
 
 
 def _answers(refs: list[Any], timeout_s: float = 5.0) -> list[dict[str, Any] | None]:

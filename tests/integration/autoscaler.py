@@ -7,8 +7,13 @@ node type's resources and labels, when placement groups ask for them. Never ``ra
 stopped by killing exactly its processes and their descendants, found by a tag in their
 environment (the fake nodes' agents carry neither the temp dir nor the port on their command line).
 
-The v2 autoscaler does not run with this provider in Ray 2.60 (its config reader opens
-``fake_multi_node/example.yaml``, which the wheel does not ship), so these tests use v1.
+``version="v2"`` runs Ray's autoscaler v2 (``RAY_enable_autoscaler_v2=1``, the default of ``ray up``
+since 2.50) on the same provider. Its config reader runs ``prepare_config``, which for provider type
+``fake_multinode`` opens ``fake_multi_node/example.yaml``, a file the 2.60 wheel does not ship (the
+monitor crashes); so the provider is named as ``type: external`` with ``module:`` the same
+``FakeMultiNodeProvider`` class, and the head gets the fake head's instance id and node type name
+(``RAY_CLOUD_INSTANCE_ID``, ``RAY_NODE_TYPE_NAME``), as ``ray.cluster_utils.AutoscalingCluster`` sets
+them for v2.
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ def gpu_type(label: str, gpus: int, max_workers: int) -> dict[str, Any]:
             "min_workers": 0, "max_workers": max_workers}
 
 
-def cluster_config(port: int, types: dict[str, dict[str, Any]], max_workers: int) -> dict[str, Any]:
+FAKE_PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
+
+
+def cluster_config(port: int, types: dict[str, dict[str, Any]], max_workers: int,
+                   version: str = "v1") -> dict[str, Any]:
     """A cluster-launcher config for the fake provider: a CPU head and ``types`` (none at start)."""
-    return {
+    cfg = {
         "cluster_name": f"it-{port}", "max_workers": max_workers, "upscaling_speed": 1.0,
         "idle_timeout_minutes": 5, "docker": {}, "auth": {},
         "provider": {"type": "fake_multinode", "head_node_id": HEAD_ID, "use_node_id_as_ip": True,
@@ -58,17 +67,21 @@ def cluster_config(port: int, types: dict[str, dict[str, Any]], max_workers: int
         "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
         "worker_start_ray_commands": [],
     }
+    if version == "v2":
+        cfg["provider"].update({"type": "external", "module": FAKE_PROVIDER})
+    return cfg
 
 
 class AutoscalingHead:
     """Start with ``start()``, stop with ``stop()``; ``address`` is the GCS address for drivers."""
 
-    def __init__(self, types: dict[str, dict[str, Any]], max_workers: int, env: dict[str, str] | None = None):
+    def __init__(self, types: dict[str, dict[str, Any]], max_workers: int, env: dict[str, str] | None = None,
+                 version: str = "v1"):
         self.tag = secrets.token_hex(4)
         self.port = free_port()
         self.temp_dir = f"/tmp/ray-as-{self.tag}"  # short: Ray's socket paths must fit 107 bytes
         self.config_path = Path(self.temp_dir) / "cluster.json"
-        self.types, self.max_workers, self.env = types, max_workers, env or {}
+        self.types, self.max_workers, self.env, self.version = types, max_workers, env or {}, version
 
     @property
     def address(self) -> str:
@@ -76,10 +89,12 @@ class AutoscalingHead:
 
     def start(self) -> AutoscalingHead:
         os.makedirs(self.temp_dir)
-        self.config_path.write_text(json.dumps(cluster_config(self.port, self.types, self.max_workers)))
+        self.config_path.write_text(json.dumps(cluster_config(self.port, self.types, self.max_workers, self.version)))
         env = {**os.environ, **self.env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-               "RAY_enable_autoscaler_v2": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-               TAG_ENV: self.tag}
+               "RAY_enable_autoscaler_v2": "1" if self.version == "v2" else "0", "RAY_AUTH_MODE": "disabled",
+               "RAY_USAGE_STATS_ENABLED": "0", TAG_ENV: self.tag}
+        if self.version == "v2":
+            env.update({"RAY_CLOUD_INSTANCE_ID": HEAD_ID, "RAY_NODE_TYPE_NAME": "ray.head.default"})
         ray = str(Path(sys.executable).parent / "ray")
         p = subprocess.run([ray, "start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
                             "--num-gpus=0", "--include-dashboard=false", f"--autoscaling-config={self.config_path}",

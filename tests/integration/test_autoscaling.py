@@ -107,3 +107,63 @@ def test_an_autoscaling_cluster_without_gpu_nodes_runs_what_a_node_type_holds(he
     # launch was placed before the H100 group was ready (which took a node launch)
     h100_ready = gpu["timing"]["placed_at"] + gpu["timing"]["placement_s"]
     assert cpu["timing"]["placed_at"] < h100_ready, (cpu["timing"], gpu["timing"])
+
+
+SWEEP_V2 = """
+name: it-autoscale-v2
+engine: vllm
+models:
+  - id: tiny-llama
+    path: $MODEL
+    engine_args: {max_model_len: 256}
+hardware: [H100, B200]
+engine_args: {enforce_eager: true, max_num_seqs: 4}
+workload: {input_len: 16, output_len: 16, concurrency: 2, num_prompts: 8, warmup: 1}
+timeouts: {placement_s: 600}
+"""
+
+
+@pytest.fixture
+def head_v2(tiny_model):
+    h = AutoscalingHead({"H100": gpu_type("H100", 4, 1)}, max_workers=1, version="v2")
+    h.start()
+    try:
+        yield h
+    finally:
+        left = h.stop()
+        assert not left, f"processes of the test's head left running: {left}"
+
+
+def test_with_autoscaler_v2_and_no_node_types_described_the_autoscaler_decides(head_v2, mlflow_env, write_sweep,
+                                                                               tmp_path):
+    """Autoscaler v2 (``ray up``'s default) and a sweep that names no node types (no ``cluster:``
+    section, no launcher file on the head, as on a KubeRay cluster): nothing fits a live node, so
+    each GPU launch's group is created with the type's label only and v2 decides. H100: v2 launches
+    an H100 node and the trial completes there. B200: no node type holds it; v2 lists the group as
+    infeasible and, with nothing else of the driver waiting, the launch is UNSCHEDULABLE on that
+    verdict (the only path that names the autoscaler), long before ``placement_s``."""
+    sweep = write_sweep(SWEEP_V2, "autoscale-v2.yaml")
+    env = driver_env(head_v2.address, VLLM_CPU_KVCACHE_SPACE="1")
+    log = tmp_path / "run.log"
+    p = start_driver(sweep, env, log)
+    try:
+        assert p.wait(900) == 1, log.read_text()         # B200 can never run: exit 1
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+    text = log.read_text()
+    runs = {r.data.params["hardware"]: r for r in trial_runs(mlflow_env, "it-autoscale-v2")}
+    status = {k: r.data.tags["runner.status"] for k, r in runs.items()}
+    assert status == {"H100": "COMPLETED", "B200": "UNSCHEDULABLE"}, ({k: r.data.tags for k, r in runs.items()}, text)
+    b200 = runs["B200"].data.tags["runner.detail"]
+    assert "Ray's autoscaler (v2) lists its placement group" in b200 and "infeasible" in b200, b200
+    spool = Path(os.environ["RUNNER_SPOOL"]) / "it-autoscale-v2"
+    h100 = runs["H100"]
+    system = json.loads(next(spool.glob(f"{h100.data.tags['runner.trial_id']}/attempt-*/artifacts/system.json"))
+                        .read_text())["engine"]
+    probe = f"import json, ray; ray.init(address={head_v2.address!r}); print(json.dumps(ray.nodes()))"
+    q = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert q.returncode == 0, q.stderr[-2000:]
+    nodes = {n["NodeID"]: n for n in json.loads(q.stdout.strip().splitlines()[-1])}
+    assert nodes[system["node_id"]]["Labels"].get("ray.io/accelerator-type") == "H100"   # a node v2 launched
