@@ -15,7 +15,9 @@ pending nodes only). So the node types come from, first found:
 2. ``~/ray_bootstrap_config.yaml``, the copy of the launcher config that ``ray up`` leaves on
    the head, where ``ray job submit`` entrypoints run;
 3. none: only live nodes count (a fixed cluster), and an UNSCHEDULABLE reason says how to
-   describe the node types.
+   describe the node types; unless Ray's autoscaler v2 runs, which then decides itself
+   (``runner.cluster.autoscaler``: the group is created, and v2 launches a node or lists it
+   infeasible).
 
 Each launchable node is a ``ray.nodes()``-shaped entry (``"Launchable": True``, NodeID
 ``launchable:<type>:<i>``), ``max_workers`` minus the live nodes of that type per type, so the
