@@ -51,6 +51,19 @@ def existing_store(experiment: str, sweep: str):
     return Store.existing(experiment, sweep)
 
 
+def _check_ratio(ratio: tuple[str, str] | None, rows: list[dict]) -> None:
+    """``--ratio A B`` must name two curves of this sweep's data (before anything is written)."""
+    if not ratio:
+        return
+    from runner.core import UsageError
+
+    names = sorted({n for cs in frontier.curves(rows).values() for n in cs})
+    bad = [n for n in ratio if n not in names]
+    if bad:
+        raise UsageError(f"report --ratio: got {', '.join(repr(b) for b in bad)}: no such curve; allowed: "
+                         + (", ".join(repr(n) for n in names) or "none yet (no COMPLETED trial to plot)"))
+
+
 def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
          ratio: tuple[str, str] | None = None, dest: str | Path | None = None) -> int:
     """Build the report of sweep file ``path``; 0 when written everywhere, 1 when a part failed
@@ -85,6 +98,7 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
                  f"; run it with `python -m runner run {path}`") + "; no report written", file=out)
         return 1
     rows = build_rows(trials, latest, prices)
+    _check_ratio(ratio, rows)
     counts = Counter(r["status"] for r in rows)
     head = (f"report of sweep {spec.name}: {len(rows)} trials; "
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))

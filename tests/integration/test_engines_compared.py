@@ -97,6 +97,15 @@ def test_one_sweep_on_both_engines_and_a_report_that_compares_them(ray_local, ml
     # iso-interactivity levels inside each engine's measured range (tok/s/user = 1000 / median TPOT)
     span = {e: sorted(r.data.metrics["interactivity"] for r in rs) for e, rs in by_engine.items()}
     mids = {e: (lo + hi) / 2 for e, (lo, hi) in span.items()}
+    # --ratio must name curves of this data: refused (exit 2 via UsageError) before anything is written
+    from runner.core import UsageError
+
+    with pytest.raises(UsageError) as bad:
+        report.main(path, out=io.StringIO(), dest=tmp_path / "bad-report", ratio=("vllm", "sglang"))
+    msg = str(bad.value)
+    assert bad.value.exit_code == 2 and "got 'vllm', 'sglang': no such curve" in msg, msg
+    assert "allowed: 'sglang sglang-cpu', 'vllm default'" in msg, msg
+    assert not (tmp_path / "bad-report").exists()
     rep = io.StringIO()
     assert report.main(path, out=rep, dest=tmp_path / "report", levels=[mids["vllm"], mids["sglang"]]) == 0, \
         rep.getvalue()
