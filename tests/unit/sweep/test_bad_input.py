@@ -166,3 +166,19 @@ def test_piping_into_head_ends_quietly():
                        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and len(p.stdout) == 10, p.stdout
     assert "Error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_an_internal_error_later_is_one_line_naming_a_log_with_the_traceback(sweep_file, capsys, monkeypatch,
+                                                                               tmp_path):
+    from runner import session
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("deep inside")
+    monkeypatch.setattr(session, "status", broken)
+    monkeypatch.setenv("RUNNER_LOG_DIR", str(tmp_path / "logs"))
+    rc = cli.main(["status", sweep_file()])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "internal error (ZeroDivisionError: deep inside)" in err, err
+    (log,) = (tmp_path / "logs").glob("runner-*.log")
+    assert str(log) in err and "Traceback" in log.read_text() and "deep inside" in log.read_text()
+    assert "Traceback" not in err
