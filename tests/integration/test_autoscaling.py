@@ -46,9 +46,7 @@ cluster: {config: CLUSTER}
 """
 
 
-@pytest.fixture
-def head(tiny_model):
-    h = AutoscalingHead({"H100": gpu_type("H100", 4, 2), "H200": gpu_type("H200", 4, 1)}, max_workers=3)
+def _running(h: AutoscalingHead):
     h.start()
     try:
         yield h
@@ -57,19 +55,37 @@ def head(tiny_model):
         assert not left, f"processes of the test's head left running: {left}"
 
 
-def test_an_autoscaling_cluster_without_gpu_nodes_runs_what_a_node_type_holds(head, mlflow_env, write_sweep,
-                                                                               tmp_path):
-    sweep = write_sweep(SWEEP.replace("CLUSTER", str(head.config_path)), "autoscale.yaml")
-    env = driver_env(head.address, VLLM_CPU_KVCACHE_SPACE="1")
-    log = tmp_path / "run.log"
+def _run(sweep: str, env: dict[str, str], log: Path) -> str:
+    """One driver on the sweep to its end (it must exit 1: some configuration can never run); its output."""
     p = start_driver(sweep, env, log)
     try:
-        assert p.wait(900) == 1, log.read_text()         # two configurations can never run: exit 1
+        assert p.wait(900) == 1, log.read_text()
     finally:
         if p.poll() is None:  # an interrupted or failed wait leaves no driver behind
             p.kill()
             p.wait(30)
-    text = log.read_text()
+    return log.read_text()
+
+
+def _nodes(head: AutoscalingHead, env: dict[str, str]) -> dict[str, dict]:
+    """The head's nodes, read by a driver of their own: this test process may hold another Ray session."""
+    probe = f"import json, ray; ray.init(address={head.address!r}); print(json.dumps(ray.nodes()))"
+    q = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert q.returncode == 0, q.stderr[-2000:]
+    return {n["NodeID"]: n for n in json.loads(q.stdout.strip().splitlines()[-1])}
+
+
+@pytest.fixture
+def head(tiny_model):
+    yield from _running(AutoscalingHead({"H100": gpu_type("H100", 4, 2), "H200": gpu_type("H200", 4, 1)},
+                                        max_workers=3))
+
+
+def test_an_autoscaling_cluster_without_gpu_nodes_runs_what_a_node_type_holds(head, mlflow_env, write_sweep,
+                                                                               tmp_path):
+    sweep = write_sweep(SWEEP.replace("CLUSTER", str(head.config_path)), "autoscale.yaml")
+    env = driver_env(head.address, VLLM_CPU_KVCACHE_SPACE="1")
+    text = _run(sweep, env, tmp_path / "run.log")            # two configurations can never run: exit 1
     assert "cluster: launchable node types from" in text and "H100 (0..2, 4 GPU H100, 2 CPU)" in text, text
     runs = {(r.data.params["hardware"], r.data.params["tp"]): r for r in trial_runs(mlflow_env, "it-autoscale")}
     assert set(runs) == {("cpu", "1"), ("H100", "1"), ("B200", "1"), ("H100", "4")}, text
@@ -93,11 +109,7 @@ def test_an_autoscaling_cluster_without_gpu_nodes_runs_what_a_node_type_holds(he
                           .read_text())["engine"]
 
     gpu, cpu = system(runs[("H100", "1")]), system(runs[("cpu", "1")])
-    # the head's nodes, read by a driver of their own: this test process may hold another Ray session
-    probe = f"import json, ray; ray.init(address={head.address!r}); print(json.dumps(ray.nodes()))"
-    q = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
-    assert q.returncode == 0, q.stderr[-2000:]
-    nodes = {n["NodeID"]: n for n in json.loads(q.stdout.strip().splitlines()[-1])}
+    nodes = _nodes(head, env)
     node = nodes[gpu["node_id"]]
     assert node["Labels"].get("ray.io/accelerator-type") == "H100" and node["Resources"].get("GPU") == 4
     assert not [n for n in nodes.values() if n["Labels"].get("ray.io/accelerator-type") == "H200"], \
@@ -125,13 +137,7 @@ timeouts: {placement_s: 600}
 
 @pytest.fixture
 def head_v2(tiny_model):
-    h = AutoscalingHead({"H100": gpu_type("H100", 4, 1)}, max_workers=1, version="v2")
-    h.start()
-    try:
-        yield h
-    finally:
-        left = h.stop()
-        assert not left, f"processes of the test's head left running: {left}"
+    yield from _running(AutoscalingHead({"H100": gpu_type("H100", 4, 1)}, max_workers=1, version="v2"))
 
 
 def test_with_autoscaler_v2_and_no_node_types_described_the_autoscaler_decides(head_v2, mlflow_env, write_sweep,
@@ -144,15 +150,7 @@ def test_with_autoscaler_v2_and_no_node_types_described_the_autoscaler_decides(h
     verdict (the only path that names the autoscaler), long before ``placement_s``."""
     sweep = write_sweep(SWEEP_V2, "autoscale-v2.yaml")
     env = driver_env(head_v2.address, VLLM_CPU_KVCACHE_SPACE="1")
-    log = tmp_path / "run.log"
-    p = start_driver(sweep, env, log)
-    try:
-        assert p.wait(900) == 1, log.read_text()         # B200 can never run: exit 1
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(30)
-    text = log.read_text()
+    text = _run(sweep, env, tmp_path / "run.log")            # B200 can never run: exit 1
     runs = {r.data.params["hardware"]: r for r in trial_runs(mlflow_env, "it-autoscale-v2")}
     status = {k: r.data.tags["runner.status"] for k, r in runs.items()}
     assert status == {"H100": "COMPLETED", "B200": "UNSCHEDULABLE"}, ({k: r.data.tags for k, r in runs.items()}, text)
@@ -162,8 +160,5 @@ def test_with_autoscaler_v2_and_no_node_types_described_the_autoscaler_decides(h
     h100 = runs["H100"]
     system = json.loads(next(spool.glob(f"{h100.data.tags['runner.trial_id']}/attempt-*/artifacts/system.json"))
                         .read_text())["engine"]
-    probe = f"import json, ray; ray.init(address={head_v2.address!r}); print(json.dumps(ray.nodes()))"
-    q = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
-    assert q.returncode == 0, q.stderr[-2000:]
-    nodes = {n["NodeID"]: n for n in json.loads(q.stdout.strip().splitlines()[-1])}
-    assert nodes[system["node_id"]]["Labels"].get("ray.io/accelerator-type") == "H100"   # a node v2 launched
+    node = _nodes(head_v2, env)[system["node_id"]]                       # a node v2 launched, of the type
+    assert node["Labels"].get("ray.io/accelerator-type") == "H100"
