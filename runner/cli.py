@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--levels", type=_level, nargs="+", default=None, metavar="TOK_S_USER",
                     help="interactivity levels for the iso-interactivity table")
     rp.add_argument("--ratio", nargs=2, default=None, metavar=("A", "B"), help="curves compared in its ratio column")
+    rp.add_argument("--interpolation", choices=("tpot", "interactivity"), default="tpot",
+                    help="iso-interactivity: linear in TPOT (default; reproduces the GB300/GB200 study) or in "
+                         "tok/s/user")
     y = sub.add_parser("sync", help="upload spooled results that have not reached MLflow")
     y.add_argument("sweep")
     e = sub.add_parser("engine-args", help="list an engine's argument names")
@@ -186,7 +189,8 @@ def _dispatch(args: argparse.Namespace, loaded: tuple | None) -> int:
     if args.cmd == "report":
         from runner import report
 
-        return report.main(args.sweep, levels=args.levels, ratio=tuple(args.ratio) if args.ratio else None)
+        return report.main(args.sweep, levels=args.levels, ratio=tuple(args.ratio) if args.ratio else None,
+                           interpolation=args.interpolation)
     if args.cmd == "sync":
         return session.sync(args.sweep)
     if args.cmd == "engine-args":

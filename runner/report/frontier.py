@@ -8,7 +8,11 @@ Invariants:
 - ``pareto(points)`` returns the indices of the non-dominated points (both axes are "more is
   better"), ordered by x strictly ascending and therefore y strictly descending; of exactly
   equal points only the first is kept.
-- ``interpolate`` is linear between consecutive frontier points. Above the highest measured x
+- ``interpolate`` is linear between consecutive frontier points in the chosen ``space``: in
+  ``tpot`` (the default) y is linear in TPOT = 1000 / x, which is how the GB300/GB200 study's
+  published iso-interactivity values come out (``shared/data/gb200-nvl72-dsv4pro-8k1k.csv``:
+  within 7.5 % at every level, against up to 47 % off linearly in tok/s/user where frontier
+  points are far apart); ``interactivity`` is linear in x itself. Above the highest measured x
   it returns ``None`` ("unreachable"). Below the frontier's lowest x it returns ``None`` only
   when the level is also below every *measured* x; between the lowest measured x and the
   frontier's lowest x (points there are dominated: more load, less throughput) the best
@@ -29,6 +33,9 @@ DEFAULT_LEVELS: tuple[float, ...] = (16, 18, 20, 22, 25, 27, 28, 32, 36, 50)
 #: Dimensions that split points into separate curves when they take more than one value.
 CURVE_DIMS = ("hardware", "engine", "lane")
 X, Y = "interactivity", "tput_per_gpu"
+#: Interpolation spaces for iso-interactivity values: linear in TPOT (ms) or in tok/s/user.
+SPACES = ("tpot", "interactivity")
+DEFAULT_SPACE = "tpot"
 
 Point = tuple[float, float]
 
@@ -47,12 +54,15 @@ def pareto(points: Sequence[Point]) -> list[int]:
     return keep[::-1]
 
 
-def interpolate(front: Sequence[Point], x: float, lowest: float | None = None) -> float | None:
+def interpolate(front: Sequence[Point], x: float, lowest: float | None = None,
+                space: str = DEFAULT_SPACE) -> float | None:
     """y at interactivity ``x`` along ``front`` (sorted by x ascending), or None if unreachable.
 
     ``lowest`` is the lowest x measured on the curve (dominated points included); it defaults
-    to the frontier's own lowest x.
+    to the frontier's own lowest x. ``space``: one of ``SPACES`` (see the module docstring).
     """
+    if space not in SPACES:
+        raise ValueError(f"interpolation space {space!r}; allowed: {', '.join(SPACES)}")
     if not front:
         return None
     lo = front[0][0] if lowest is None else min(lowest, front[0][0])
@@ -62,15 +72,19 @@ def interpolate(front: Sequence[Point], x: float, lowest: float | None = None) -
         return front[0][1]
     for (x0, y0), (x1, y1) in itertools.pairwise(front):
         if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            if x1 == x0:
+                return y0
+            if space == "tpot":  # x > 0 on every plottable point: TPOT = 1000 / x is finite
+                return y0 + (y1 - y0) * (1000 / x - 1000 / x0) / (1000 / x1 - 1000 / x0)
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return front[-1][1]  # not reached: front[0][0] <= x <= front[-1][0] falls in a segment
 
 
-def iso(points: Sequence[Point], levels: Iterable[float]) -> list[float | None]:
+def iso(points: Sequence[Point], levels: Iterable[float], space: str = DEFAULT_SPACE) -> list[float | None]:
     """y interpolated along the frontier of ``points`` at each level; None = unreachable."""
     front = [points[i] for i in pareto(points)]
     lowest = min((p[0] for p in points), default=None)
-    return [interpolate(front, float(lv), lowest) for lv in levels]
+    return [interpolate(front, float(lv), lowest, space) for lv in levels]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -143,7 +157,8 @@ def default_ratio(groups: dict[Any, dict[str, list[dict[str, Any]]]]) -> tuple[s
 
 
 def iso_rows(rows: Sequence[dict[str, Any]], levels: Sequence[float] = DEFAULT_LEVELS,
-             pair: tuple[str, str] | None = None) -> tuple[list[str], list[list[Any]], tuple[str, str] | None]:
+             pair: tuple[str, str] | None = None,
+             space: str = DEFAULT_SPACE) -> tuple[list[str], list[list[Any]], tuple[str, str] | None]:
     """The iso-interactivity table: (curve names, rows, ratio pair).
 
     Each row is ``[model, "in/out", level, y(curve 1), ..., y(curve n), ratio]`` where a y is
@@ -155,7 +170,7 @@ def iso_rows(rows: Sequence[dict[str, Any]], levels: Sequence[float] = DEFAULT_L
     pair = pair or default_ratio(groups)
     table = []
     for (model, il, ol), cs in groups.items():
-        vals = {n: iso(xy(rs), levels) for n, rs in cs.items()}
+        vals = {n: iso(xy(rs), levels, space) for n, rs in cs.items()}
         for i, lv in enumerate(levels):
             cells: list[Any] = [model, f"{il}/{ol}", lv]
             for n in names:

@@ -217,12 +217,14 @@ def status_table(rows: Sequence[dict]) -> Table:
 
 
 def iso_table(rows: Sequence[dict], levels: Sequence[float] = frontier.DEFAULT_LEVELS,
-              pair: tuple[str, str] | None = None) -> Table:
-    """tok/s/GPU interpolated along each curve's frontier at each tok/s/user level (frontier.iso_rows)."""
-    names, body, pair = frontier.iso_rows(rows, levels, pair)
+              pair: tuple[str, str] | None = None, space: str = frontier.DEFAULT_SPACE) -> Table:
+    """tok/s/GPU interpolated along each curve's frontier at each tok/s/user level (frontier.iso_rows),
+    the interpolation space named in the title."""
+    names, body, pair = frontier.iso_rows(rows, levels, pair, space)
     rname = f"ratio {pair[0]}/{pair[1]}" if pair else "ratio"
+    how = "linear in TPOT = 1000/(tok/s/user)" if space == "tpot" else "linear in tok/s/user"
     return Table("iso_interactivity", "7. Iso-interactivity: tok/s/GPU along each Pareto frontier at fixed "
-                 "tok/s/user (linear; 'unreachable' = outside the measured range)",
+                 f"tok/s/user (interpolation: {how}; 'unreachable' = outside the measured range)",
                  ["model", "in/out", "tok/s/user", *names, rname], "ssg" + "n" * len(names) + "x", body)
 
 
@@ -240,7 +242,7 @@ def frontier_table(rows: Sequence[dict]) -> Table:
 
 
 def tables(rows: Sequence[dict], levels: Sequence[float] = frontier.DEFAULT_LEVELS,
-           pair: tuple[str, str] | None = None) -> list[Table]:
+           pair: tuple[str, str] | None = None, space: str = frontier.DEFAULT_SPACE) -> list[Table]:
     """Every printed table, in report order."""
     return [throughput_table(rows), cost_table(rows), ep_table(rows), context_table(rows), shape_table(rows),
-            status_table(rows), iso_table(rows, levels, pair)]
+            status_table(rows), iso_table(rows, levels, pair, space)]

@@ -65,13 +65,15 @@ def _check_ratio(ratio: tuple[str, str] | None, rows: list[dict]) -> None:
 
 
 def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
-         ratio: tuple[str, str] | None = None, dest: str | Path | None = None) -> int:
+         ratio: tuple[str, str] | None = None, dest: str | Path | None = None,
+         interpolation: str = frontier.DEFAULT_SPACE) -> int:
     """Build the report of sweep file ``path``; 0 when written everywhere, 1 when a part failed
     or the sweep never ran (then nothing is written anywhere).
 
     ``levels``: iso-interactivity levels in tok/s/user (default: ``frontier.default_levels``);
     ``ratio``: (numerator, denominator) curve names for the ratio column; ``dest``: local folder
-    (default ``reports/<sweep>/``).
+    (default ``reports/<sweep>/``); ``interpolation``: the iso-interactivity space
+    (``frontier.SPACES``), named in the table's title.
     """
     from runner.core import StoreError
     from runner.plan import grid
@@ -108,7 +110,7 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
                  "their numbers are not inference measurements (rows and plots marked SIMULATION)")
     if stale:
         head += f"\nnote: {len(stale)} trial(s) of this sweep in MLflow are no longer in {path}; not reported"
-    ts = tables(rows, levels or frontier.default_levels(rows) or frontier.DEFAULT_LEVELS, ratio)
+    ts = tables(rows, levels or frontier.default_levels(rows) or frontier.DEFAULT_LEVELS, ratio, interpolation)
     text = "\n\n".join([head, *(t.render() for t in ts)])
     print(text, file=out)
     local = Path(dest) if dest else Path.cwd() / "reports" / spec.name

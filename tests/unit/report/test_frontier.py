@@ -29,8 +29,37 @@ def test_pareto_keeps_non_dominated_in_ascending_x():
     (12.5, 95), (31, None), (9.99, None),                 # beyond either end of the frontier
 ])
 def test_interpolate_linear_along_frontier(x, want):
-    got = interpolate(FRONT, x)
+    got = interpolate(FRONT, x, space="interactivity")
     assert got == (None if want is None else pytest.approx(want))
+
+
+@pytest.mark.parametrize("x, want", [
+    # linear in TPOT = 1000/x: x=15 is TPOT 66.7 ms, 2/3 of the way from 100 ms (x=10) to 50 ms (x=20)
+    (10, 100), (15, 100 - 20 * (1000 / 15 - 100) / (50 - 100)), (20, 80),
+    (25, 80 - 40 * (40 - 50) / (1000 / 30 - 50)), (30, 40), (31, None), (9.99, None),
+])
+def test_interpolate_linear_in_tpot_is_the_default(x, want):
+    assert interpolate(FRONT, x) == (None if want is None else pytest.approx(want))
+    with pytest.raises(ValueError):
+        interpolate(FRONT, 15, space="log")
+
+
+def test_the_studys_published_iso_values_come_out_in_tpot_space_not_in_tok_s_user():
+    """GB200 NVL72, DeepSeek-V4-Pro 8K/1K (the GB300 vs GB200 study's listed frontier points and its
+    published iso-interactivity values): linear in TPOT reproduces every value within 7.5 %;
+    linear in tok/s/user is 47 % off at 50 tok/s/user, where the listed points are far apart."""
+    import csv
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "data" / "gb200-nvl72-dsv4pro-8k1k.csv"  # ../shared/data's
+    rows = list(csv.DictReader(ln for ln in data.read_text().splitlines() if not ln.startswith("#")))
+    points = [(float(r["tok_s_user"]), float(r["tok_s_gpu"])) for r in rows if r["kind"] == "point"]
+    published = [(float(r["tok_s_user"]), float(r["tok_s_gpu"])) for r in rows if r["kind"] == "iso"]
+    levels = [lv for lv, _ in published]
+    tpot, linear = iso(points, levels), iso(points, levels, space="interactivity")
+    err = {lv: (abs(t - pub) / pub, abs(li - pub) / pub) for (lv, pub), t, li in zip(published, tpot, linear)}
+    assert all(e_tpot <= 0.075 for e_tpot, _ in err.values()), err
+    assert err[50][1] > 0.4 and err[50][0] < 0.03, err[50]
 
 
 def test_below_the_frontier_but_within_measured_range_is_the_first_frontier_point():
@@ -47,7 +76,7 @@ def test_single_point_and_empty_frontier():
 
 
 def test_iso_over_raw_points():
-    assert iso(PTS, [4, 5, 9, 10, 15, 25, 30, 31]) == [None, 100, 100, 100, 90, 60, 40, None]
+    assert iso(PTS, [4, 5, 9, 10, 15, 25, 30, 31], space="interactivity") == [None, 100, 100, 100, 90, 60, 40, None]
 
 
 def test_ratio():
@@ -67,7 +96,7 @@ ROWS = [_r("GB200", 10, 1000), _r("GB200", 20, 600), _r("GB200", 40, 200), _r("G
 
 
 def test_iso_rows_with_ratio_and_unreachable():
-    names, rows, pair = frontier.iso_rows(ROWS, levels=[5, 20, 30, 45])
+    names, rows, pair = frontier.iso_rows(ROWS, levels=[5, 20, 30, 45], space="interactivity")
     assert names == ["GB200", "GB300"]
     assert pair == ("GB300", "GB200")        # highest peak tok/s/GPU over the lowest
     by_level = {r[2]: r for r in rows}
@@ -82,7 +111,8 @@ def test_iso_rows_with_ratio_and_unreachable():
     # level 45: GB200 tops out at 40 → unreachable; GB300 1500 + (500-1500)*(15/20) = 750; no ratio
     assert by_level[45][3:] == ["unreachable", pytest.approx(750), None]
     # an explicit pair wins
-    assert frontier.iso_rows(ROWS, [20], pair=("GB200", "GB300"))[1][0][5] == pytest.approx(0.3)
+    assert frontier.iso_rows(ROWS, [20], pair=("GB200", "GB300"), space="interactivity")[1][0][5] == \
+        pytest.approx(0.3)
 
 
 def test_curves_split_by_what_varies_and_never_mix_models_or_lengths():

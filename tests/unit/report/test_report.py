@@ -143,12 +143,16 @@ def test_iso_table_renders_unreachable_and_ratio():
             row(total=1, hardware="GB200", interactivity=20, tput_per_gpu=600, concurrency=32),
             row(total=1, hardware="GB300", interactivity=10, tput_per_gpu=2500),
             row(total=1, hardware="GB300", interactivity=30, tput_per_gpu=1500, concurrency=32)]
-    t = iso_table(rows, levels=[20, 25])
+    t = iso_table(rows, levels=[20, 25], space="interactivity")
     assert t.head == ["model", "in/out", "tok/s/user", "GB200", "GB300", "ratio GB300/GB200"]
     assert t.rows[0][3:] == [pytest.approx(600), pytest.approx(2000), pytest.approx(2000 / 600)]
     assert t.rows[1][3:] == ["unreachable", pytest.approx(1750), None]
     text = t.render()
-    assert "unreachable" in text and "3.33×" in text and "1,750" in text
+    assert "unreachable" in text and "3.33×" in text and "1,750" in text and "linear in tok/s/user" in text
+    # the default space, named in the title: GB300 at 25 is linear in TPOT between 100 and 33.3 ms
+    d = iso_table(rows, levels=[25])
+    assert d.rows[0][4] == pytest.approx(2500 - 1000 * (40 - 100) / (1000 / 30 - 100))
+    assert "linear in TPOT" in d.render()
 
 
 def test_tables_of_an_empty_sweep_say_no_data():
