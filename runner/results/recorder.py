@@ -141,7 +141,8 @@ class Recorder:
         result = {**metrics,
                   "date": time.strftime("%Y%m%d-%H%M%S", time.gmtime(o.ended)), "backend": t.serving.engine,
                   "model_id": t.serving.model, "num_prompts": t.load.num_prompts,
-                  "max_concurrency": t.load.concurrency, "request_rate": "inf",
+                  "max_concurrency": t.load.concurrency, "burstiness": t.load.burstiness,
+                  "request_rate": "inf" if t.load.request_rate is None else t.load.request_rate,  # as --save-result
                   "input_lens": [r.prompt_tokens for r in records], "output_lens": [r.output_tokens for r in records],
                   "ttfts": [r.ttft if r.chunk_times else 0.0 for r in records], "itls": [r.itl for r in records],
                   "errors": [r.error for r in records],

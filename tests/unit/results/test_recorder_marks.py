@@ -89,3 +89,21 @@ def test_saved_view_shows_the_simulation_tag_only_for_simulated_sweeps(sweep_fil
     sim = views.state("t", expand(load(sweep_file(SIM))))["selectedColumns"]
     real = views.state("t", expand(load(sweep_file(BASE, "r.yaml"))))["selectedColumns"]
     assert "tags.`runner.simulation`" in sim and "tags.`runner.simulation`" not in real
+
+
+def test_result_json_carries_the_load_points_real_rate_burstiness_and_cap(tmp_path, sweep_file):
+    """As ``vllm bench serve --save-result``: request_rate is the open loop's rate ("inf" only for the
+    closed loop), with its burstiness and concurrency cap."""
+    import json
+
+    out = (tmp_path / "out.txt").open("w")
+    opened = BASE.replace("  concurrency: [1, 8]", "  concurrency: 8\n  request_rate: 4\n  burstiness: 0.5")
+    store, run = run_one(tmp_path, sweep_file(opened, "open.yaml"), out)
+    result = json.loads(Path(store.client.download_artifacts(run.info.run_id, "result.json", str(tmp_path)))
+                        .read_text())
+    assert (result["request_rate"], result["burstiness"], result["max_concurrency"]) == (4.0, 0.5, 8)
+    store, run = run_one(tmp_path / "closed", sweep_file(), out)
+    out.close()
+    result = json.loads(Path(store.client.download_artifacts(run.info.run_id, "result.json", str(tmp_path)))
+                        .read_text())
+    assert (result["request_rate"], result["burstiness"], result["max_concurrency"]) == ("inf", 1.0, 1)
