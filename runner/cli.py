@@ -215,6 +215,8 @@ def _engine_args(engine: str, refresh: bool) -> int:
         text = path.read_text()
         header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("#"))
         engines[engine]["args"] = names
+        if hasattr(mod, "argument_choices"):
+            engines[engine]["choices"] = mod.argument_choices()
         path.write_text(header + yaml.safe_dump(engines, sort_keys=False, width=100))
         print(f"{path}: {engine} now lists {len(names)} arguments")
         return 0

@@ -254,4 +254,17 @@ def argument_names() -> list[str]:
     return sorted(n for n in names if not n.startswith("_"))
 
 
+def argument_choices() -> dict[str, list]:
+    """Argument name → the values the installed SGLang allows, for the arguments whose CLI
+    definition has ``choices`` (``ServerArgs.add_cli_args``)."""
+    import argparse
+
+    from sglang.srt.server_args import ServerArgs
+
+    names = set(argument_names())
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+    return {a.dest: list(a.choices) for a in parser._actions if a.choices and a.dest in names}
+
+
 ENGINE = SglangEngine

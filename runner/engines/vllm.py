@@ -231,4 +231,15 @@ def argument_names() -> list[str]:
     return sorted(f.name for f in dataclasses.fields(AsyncEngineArgs) if not f.name.startswith("_"))
 
 
+def argument_choices() -> dict[str, list]:
+    """Argument name → the values the installed vLLM allows, for the arguments whose CLI definition
+    has ``choices`` (``EngineArgs.add_cli_args``; the CUDA and CPU builds share these definitions)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    names = set(argument_names())
+    parser = AsyncEngineArgs.add_cli_args(FlexibleArgumentParser())
+    return {a.dest: list(a.choices) for a in parser._actions if a.choices and a.dest in names}
+
+
 ENGINE = VllmEngine

@@ -334,6 +334,12 @@ def _check_engine_args(file: str, where: str, args: dict[str, Any], engine: str)
         if key in info["reserved"]:
             raise SweepSpecError(file, f"{where}.{key}", key,
                                  f"not here: the runner sets it from {info['reserved'][key]}")
+        allowed = (info.get("choices") or {}).get(key) or []
+        for v in (value if isinstance(value, list) else [value]) if allowed else []:  # an axis: each value
+            if v is not None and not any(excludes.same(v, a) for a in allowed):
+                raise SweepSpecError(file, f"{where}.{key}", v, f"one of {', '.join(map(str, allowed))} ({engine} "
+                                     f"{info['version']}'s own choices; null leaves the engine's default)",
+                                     f"list them with `python -m runner engine-args {engine}`")
         if key not in info["args"]:
             close = difflib.get_close_matches(key, info["args"], n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""

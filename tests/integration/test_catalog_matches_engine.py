@@ -13,3 +13,5 @@ def test_vllm_argument_catalogue_matches_installed_vllm():
     assert listed == installed, ("refresh with `python -m runner engine-args vllm --refresh`",
                                  sorted(listed ^ installed))
     assert vllm.__version__.startswith(str(entry["version"]))
+    assert entry["choices"] == vllm_engine.argument_choices(), \
+        "refresh with `python -m runner engine-args vllm --refresh`"

@@ -78,6 +78,11 @@ BAD = [
     ("exclude-bool", BASE + "shape: {ep: [false, true]}\nexclude:\n  - {tp: true}\n", "exclude[0].tp",
      "on the tp axis: 1"),
     ("exclude-model", BASE + "exclude:\n  - {model: tiny-llama}\n", "exclude[0].model", "'tiny'"),
+    # engine-argument values outside the engine's own choices (configs/engines.yaml `choices`)
+    ("choice", BASE.replace("  max_num_seqs: [8, 32]", "  max_num_seqs: [8, 32]\n  kv_cache_dtype: fp9"),
+     "engine_args.kv_cache_dtype", "one of auto, bfloat16"),
+    ("choice-axis", BASE.replace("  max_num_seqs: [8, 32]", "  max_num_seqs: [8, 32]\n  dtype: [auto, float99]"),
+     "engine_args.dtype: got 'float99'", "half"),
     # configurations that can never succeed, known before launch
     ("context", ARGS.replace("input_len: 128", "input_len: 1000"), "workload.input_len",
      "at most 1024 tokens per request for vllm: max_model_len 1024"),
@@ -113,6 +118,7 @@ def test_each_bad_input_exits_2_naming_the_key(sweep_file, capsys, kind, text, k
     BASE + "  num_prompts: \"300 * 0.1 * concurrency\"\n",     # 30.000000000000004 is the whole count 30
     BASE + "exclude:\n  - {engine_args.max_num_seqs: 32, concurrency: 8}\n",
     BASE + "prices: {RTX-PRO-6000: 0}\n",                       # hardware names keep their hyphens
+    BASE.replace("  max_num_seqs: [8, 32]", "  max_num_seqs: [8, 32]\n  kv_cache_dtype: [null, fp8]"),  # null: default
     # the combination that would not fit is excluded
     ARGS.replace("max_model_len: 1024", "max_model_len: [256, 1024]")
     + "exclude:\n  - {engine_args.max_model_len: 256, input_len: 128}\n",
