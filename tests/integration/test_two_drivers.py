@@ -88,8 +88,9 @@ def test_a_second_driver_is_refused_and_a_dead_drivers_runs_and_groups_are_recla
     try:
         first = start_driver(sweep, env, logs["first"])
         procs.append(first)
-        run1 = wait_for(lambda: by_status(trial_runs(uri, NAME)).get("RUNNING"), 300, "the first trial RUNNING",
-                        every=0.2)[0]
+        # a RUNNING run with its params: the store creates the run (tags) before it logs the params
+        run1 = wait_for(lambda: [r for r in by_status(trial_runs(uri, NAME)).get("RUNNING", [])
+                                 if "concurrency" in r.data.params], 300, "the first trial RUNNING", every=0.2)[0]
         engine = psutil.Process(int(run1.data.tags["runner.engine_pid"]))
         engine_tree[:] = [engine, *engine.children(recursive=True)]
         engine.send_signal(signal.SIGSTOP)                     # hold it: the trial stays RUNNING
