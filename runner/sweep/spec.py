@@ -194,8 +194,13 @@ def num_prompts(spec: WorkloadSpec, concurrency: int | None, rate: float | None)
     return _whole(evaluate(spec.num_prompts, _names(concurrency, rate)))
 
 
+def _is_whole(n: float) -> bool:
+    """Within 1e-9 (relative) of a whole number: ``300 * 0.1`` is 30."""
+    return abs(n - round(n)) <= 1e-9 * max(1.0, abs(n))
+
+
 def _whole(n: float) -> int:
-    return round(n) if abs(n - round(n)) <= 1e-9 * max(1.0, abs(n)) else math.ceil(n)
+    return round(n) if _is_whole(n) else math.ceil(n)
 
 
 def _names(concurrency: int | None, rate: float | None) -> dict[str, float]:
@@ -307,7 +312,7 @@ def _check_workload(file: str, w: WorkloadSpec) -> None:
                 if n < 1 or n > BOUNDS["requests"]:
                     raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
                                          f"an expression giving >= 1 and <= {BOUNDS['requests']:,} (gives {n:g} {at})")
-                if abs(n - round(n)) > 1e-9 * n:
+                if not _is_whole(n):
                     raise SweepSpecError(file, "workload.num_prompts", w.num_prompts,
                                          f"an expression giving a whole count (gives {n:g} {at}); wrap it in "
                                          f"ceil(...) or round(...)")
