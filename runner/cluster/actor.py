@@ -143,7 +143,8 @@ class EngineActor:
         return {"ok": True, "replica": i, "duration_s": res.duration_s, "clock_offset": offset,
                 "records": [r.__dict__ for r in res.records], "warmup_count": len(res.warmup),
                 "samples": res.samples, "loop_lag_ms": res.loop_lag_ms, "stats": self.engine.stats(),
-                "client_cpu_frac": res.cpu_frac, "achieved_rate": res.achieved_rate, "dataset_hash": data.digest,
+                "client_cpu_frac": res.cpu_frac, "client_niceness": os.getpriority(os.PRIO_PROCESS, 0),
+                "achieved_rate": res.achieved_rate, "dataset_hash": data.digest,
                 **({} if retries is None else {"connection_retries": self.engine.connection_retries - retries})}
 
     async def stop(self) -> None:

@@ -26,6 +26,8 @@ def merge(values: list[dict[str, Any]]) -> dict[str, Any]:
             "warmup_count": sum(v.get("warmup_count", 0) for v in values), "samples": values[0].get("samples", []),
             "loop_lag_ms": [x for v in values for x in v.get("loop_lag_ms", [])], "stats": values[0].get("stats", {}),
             "client_cpu_frac": max(v.get("client_cpu_frac", 0.0) for v in values),
+            **({"client_niceness": max(v["client_niceness"] for v in values if "client_niceness" in v)}
+               if any("client_niceness" in v for v in values) else {}),
             "achieved_rate": sum(v.get("achieved_rate", 0.0) for v in values),
             **({"connection_retries": sum(v.get("connection_retries", 0) for v in values)}
                if any("connection_retries" in v for v in values) else {}),

@@ -39,6 +39,8 @@ from runner.measure import loadgen
 from runner.plan import Status, Trial
 from runner.sweep import TimeoutSpec, catalog
 
+#: Ray's worker nice value (set in an actor's env, the worker applies it to itself).
+NICENESS_ENV = "RAY_worker_niceness"
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                    "TRANSFORMERS_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
@@ -264,7 +266,12 @@ class Scheduler:
 
     def _start_clients(self, x: Launch, urls: list[str]) -> None:
         """One client actor per replica, in the last bundle of its group, in the driver's own
-        environment (no engine lane: it imports no engine); phase ``starting`` again."""
+        environment (no engine lane: it imports no engine); phase ``starting`` again.
+
+        Ray runs its workers at nice 15 (``RAY_worker_niceness``, applied by the worker itself,
+        so 0 in the actor's env keeps it at 0 without privilege; Ray's job manager does the same
+        for its supervisor, ``job_manager.py``). A client at 15 against a server at 0 that keeps
+        a core busy read streams seconds late on 2 cores (loop lag 1.5-1.9 s, TTFT +18 %)."""
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -274,6 +281,7 @@ class Scheduler:
         key_env = (x.serving.endpoint or {}).get("api_key_env")
         if key_env and key_env in os.environ:
             env[key_env] = os.environ[key_env]
+        env[NICENESS_ENV] = "0"  # Ray starts workers at nice 15; the server it measures runs at the user's 0
         cls = ray.remote(ClientActor)
         config = x.serving.model_dump(exclude={"serving_config_id"})
         for i, (pg, req, url) in enumerate(zip(x.pgs, x.reqs, urls)):

@@ -125,6 +125,8 @@ class Recorder:
         if lags:
             m["max_loop_lag_ms"] = max(lags)
         m["client_cpu_frac"] = float(result.get("client_cpu_frac", 0.0))
+        if "client_niceness" in result:  # the client process's nice value: higher loses the CPU to the server
+            m["client_niceness"] = float(result["client_niceness"])
         if "connection_retries" in result:  # HTTP clients: requests re-sent after a stale keep-alive connection
             m["connection_retries"] = float(result["connection_retries"])
         if t.load.request_rate is not None:
