@@ -51,13 +51,13 @@ browser:
 
 test: venv model browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # The same suite on a busy machine: a CPU-bound process spins on core 0 for the whole run. Not part
 # of `make test` (CI); run it before changing a test that waits on or measures time.
 test-busy: venv model browser
 	$(PY) -m ruff check .
-	scripts/with-cpu-hog.sh $(PY) -m pytest -q tests
+	scripts/with-cpu-hog.sh $(PY) -m pytest -q --durations=25 tests
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit
