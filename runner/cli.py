@@ -173,13 +173,18 @@ def _dispatch(args: argparse.Namespace, loaded: tuple | None) -> int:
     if args.cmd == "validate":
         spec, trials = loaded
         print(f"{args.sweep}: valid; {len(trials)} trials in {len(grid.group(trials))} serving configurations")
+        for line in session.fit_lines(session.fits(spec, trials), spec.fit.enforce):
+            print(line)
         return 0
     if args.cmd == "plan":
         spec, trials = loaded
+        verdicts = session.fits(spec, trials)
         if args.json:
-            print(json.dumps(session.plan_rows(trials), indent=1))
+            print(json.dumps(session.plan_rows(trials, verdicts), indent=1))
         else:
-            print(session.format_plan(spec.name, trials))
+            print(session.format_plan(spec.name, trials, verdicts))
+            for line in session.fit_lines(verdicts, spec.fit.enforce):
+                print(line)
         return 0
     if args.cmd == "run":
         return session.run(args.sweep, max_parallel=args.max_parallel, rerun_ids=set(args.rerun),

@@ -2,7 +2,9 @@
 
 Resume policy, per trial status of its runs in the sweep's experiment:
 COMPLETED → skip; FAILED, INVALID, KILLED, UNSCHEDULABLE → run again while attempts <
-``max_attempts``; ``--rerun ID`` and ``--rerun-status S`` force a rerun regardless.
+``max_attempts``; ``--rerun ID`` and ``--rerun-status S`` force a rerun regardless. A trial whose
+configuration the fit planner predicts WONT_FIT is not launched (``fit.enforce``); it is recorded
+WONT_FIT once, and planned again on every run.
 A driver holds the sweep's lease (``runner.results.lease``) from before it touches anything until it
 exits; while another driver's lease is live, ``run`` refuses (exit 2). Runs left RUNNING by a driver
 whose lease is not live are reclaimed as KILLED first, and only such drivers' placement groups removed.
@@ -10,6 +12,7 @@ whose lease is not live are reclaimed as KILLED first, and only such drivers' pl
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections import Counter
@@ -18,29 +21,59 @@ from typing import Any
 
 from runner.core import StoreError, redact
 from runner.plan import Status, Trial, grid
+from runner.plan import fit as fit_mod
 from runner.results import STATUS, TRIAL, Lease, LeaseRecord, Progress, Recorder, Store, spool
 from runner.results import sync as sync_mod
 from runner.sweep import spec as spec_mod
 
 
-def plan_rows(trials: list[Trial]) -> list[dict[str, Any]]:
-    return [{"trial_id": t.trial_id, "serving_config_id": t.serving.serving_config_id, "params": t.params()}
-            for t in trials]
+def fits(spec: spec_mod.SweepSpec, trials: list[Trial]) -> dict[str, fit_mod.Fit]:
+    """The fit planner's verdict per serving configuration, with the env the engine actors get."""
+    return fit_mod.for_trials(trials, dict(os.environ), spec.env)
 
 
-def format_plan(name: str, trials: list[Trial]) -> str:
+def plan_rows(trials: list[Trial], verdicts: dict[str, fit_mod.Fit] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for t in trials:
+        row = {"trial_id": t.trial_id, "serving_config_id": t.serving.serving_config_id, "params": t.params()}
+        if verdicts is not None:
+            f = verdicts[t.serving.serving_config_id]
+            row["fit"] = {**f.model_dump(), **fit_mod.at_load(f, t.load, t.serving.dp)}
+        rows.append(row)
+    return rows
+
+
+def format_plan(name: str, trials: list[Trial], verdicts: dict[str, fit_mod.Fit] | None = None) -> str:
     groups = grid.group(trials)
     lines = [f"sweep {name}: {len(trials)} trials in {len(groups)} serving configurations "
              f"({len(groups)} engine launches)", ""]
     for i, (sid, ts) in enumerate(groups.items(), 1):
         s = ts[0].serving
         lines.append(f"[{i}] {sid}  {s.label()}  ({s.gpus} device{'s' if s.gpus > 1 else ''})")
-        lines.append(f"    {'trial_id':<18}{'load':>28}{'input_len':>11}{'output_len':>12}{'num_prompts':>13}")
+        f = verdicts.get(sid) if verdicts else None
+        if f is not None:
+            lines.append(f"    {f.summary()}")
+        lines.append(f"    {'trial_id':<18}{'load':>28}{'input_len':>11}{'output_len':>12}{'num_prompts':>13}"
+                     + (f"{'fit/replica':>13}" if f is not None and f.verdict != "UNKNOWN" else ""))
         for t in ts:
             ld = t.load
+            at = fit_mod.at_load(f, ld, s.dp) if f is not None else {}
+            note = (f"{at['max_concurrency']:>13}" + ("  kv_bound: will queue or preempt" if at["kv_bound"] else "")
+                    if at else "")
             lines.append(f"    {t.trial_id:<18}{ld.label():>28}{ld.input_len:>11}{ld.output_len:>12}"
-                         f"{ld.num_prompts:>13}")
+                         f"{ld.num_prompts:>13}{note}")
     return "\n".join(lines)
+
+
+def fit_lines(verdicts: dict[str, fit_mod.Fit], enforce: bool) -> list[str]:
+    """One line per WONT_FIT serving configuration, and what ``run`` will do with it."""
+    bad = {sid: f for sid, f in verdicts.items() if f.verdict == "WONT_FIT"}
+    if not bad:
+        return []
+    then = "run launches them anyway (fit: {enforce: false})" if not enforce else \
+        "run will not launch them (their trials end WONT_FIT); set fit: {enforce: false} to launch anyway"
+    return [f"{len(bad)} serving configuration(s) WONT_FIT; {then}:"] + [f"  {sid}: {f.reason}"
+                                                                      for sid, f in bad.items()]
 
 
 def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.SweepSpec, rerun_ids: set[str],
@@ -113,8 +146,12 @@ def _run(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], root: Path, s
     print(f"sweep {spec.name}: {len(trials)} trials; {done} done, {len(todo)} to run"
           + (f", {len(exhausted)} out of attempts (max_attempts={spec.max_attempts})" if exhausted else ""),
           file=out, flush=True)
+    verdicts = fits(spec, todo)
+    rec = Recorder(spec, store, root, out=out, fits=verdicts)
+    if spec.fit.enforce:
+        todo = _skip_wont_fit(todo, verdicts, store, rec, out)
     progress = Progress(len(todo), out)
-    rec = Recorder(spec, store, root, out=out, progress=progress)
+    rec.progress = progress
     if todo:
         connect(verbose)
         if lease is not None:
@@ -165,6 +202,26 @@ def _run(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], root: Path, s
     print(f"results not all in MLflow: they are in {root}/{spec.name}/; "
           f"upload them with `python -m runner sync {path}`", file=out)
     return 0 if all(s is Status.COMPLETED for s, _, _ in rec.outcomes.values()) else 1
+
+
+def _skip_wont_fit(todo: list[Trial], verdicts: dict[str, fit_mod.Fit], store: Store | None, rec: Recorder,
+                   out) -> list[Trial]:
+    """The trials to launch: those of WONT_FIT configurations end WONT_FIT without a launch (once:
+    a trial whose latest run already says so is not recorded again)."""
+    from runner.cluster import Outcome
+
+    wont = [t for t in todo if verdicts[t.serving.serving_config_id].verdict == "WONT_FIT"]
+    if not wont:
+        return todo
+    latest = store.latest_by_trial() if store is not None else {}
+    for line in fit_lines({t.serving.serving_config_id: verdicts[t.serving.serving_config_id] for t in wont}, True):
+        print(line, file=out)
+    for t in wont:
+        r = latest.get(t.trial_id)
+        if r is None or r.data.tags.get(STATUS) != Status.WONT_FIT.value:
+            rec.on_end(Outcome(t, Status.WONT_FIT, reason="wont_fit",
+                               error=verdicts[t.serving.serving_config_id].reason))
+    return [t for t in todo if t not in wont]
 
 
 def _lost(sched: Any, held: LeaseRecord, out) -> None:
@@ -242,7 +299,9 @@ def summarize(path: str, spec: spec_mod.SweepSpec, trials: list[Trial], store: S
               file=out)
     bad = {k: v for k, v in counts.items() if k != "COMPLETED"}
     if bad:
-        print(f"not completed: {bad}; resume with `python -m runner run {path}`", file=out)
+        print(f"not completed: {bad}; resume with `python -m runner run {path}`"
+              + ("; WONT_FIT trials stay so until their shape or engine_args change, or fit: {enforce: false}"
+                 if "WONT_FIT" in bad else ""), file=out)
         return 1
     return 0
 

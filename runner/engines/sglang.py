@@ -198,6 +198,15 @@ class SglangEngine:
     def stats(self) -> dict[str, float]:
         return dict(self._stats)
 
+    def kv_capacity_tokens(self) -> int | None:
+        """Tokens the KV cache holds on one GPU: the scheduler's ``max_total_num_tokens``, as its
+        rank 0 reported it at start (``srt/entrypoints/engine.py`` ``get_server_info`` reads the
+        same ``scheduler_infos[0]``; called here without its event-loop round trip)."""
+        init = getattr(self._engine, "_scheduler_init_result", None)
+        infos = getattr(init, "scheduler_infos", None) or [{}]
+        value = infos[0].get("max_total_num_tokens")
+        return int(value) if isinstance(value, int) and value > 0 else None
+
     def versions(self) -> dict[str, str]:
         import sglang
         import torch

@@ -189,6 +189,12 @@ class VllmEngine:
         return {"engine": "vllm", "engine_version": vllm.__version__, "torch": torch.__version__,
                 "transformers": transformers.__version__}
 
+    def kv_capacity_tokens(self) -> int | None:
+        """Tokens the KV cache holds on one GPU: vLLM's block count × block size, as the engine
+        core reported them at start (``v1/engine/core_client.py`` sets ``num_gpu_blocks``)."""
+        cc = self._llm.vllm_config.cache_config
+        return int(cc.num_gpu_blocks * cc.block_size) if cc.num_gpu_blocks else None
+
     def placement_facts(self) -> dict[str, str]:
         """Where this replica keeps its state on its node (system.json only, never an MLflow param)."""
         return {"compile_cache": self._cache_root}

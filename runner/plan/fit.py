@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from runner.plan import architecture
+from runner.plan import architecture, context
 from runner.plan.architecture import Shape
-from runner.plan.trial import ServingConfig
+from runner.plan.trial import LoadPoint, ServingConfig, Trial
 
 #: CUDA context (~0.5 GB), NCCL and custom all-reduce buffers (~0.5 GB) and the CUDA-graph pool
 #: (~0.5 GB; vLLM's ``profile_cudagraph_memory``). A stated estimate: not measured here (no GPU).
@@ -94,12 +94,14 @@ def _num(v: Any) -> float | None:
 
 
 def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *, model_max_len: int | None = None,
-            env: dict[str, str] | None = None, why_unknown: str = "") -> Fit:
+            env: dict[str, str] | None = None, sweep_env: dict[str, str] | None = None,
+            why_unknown: str = "") -> Fit:
     """The fit of ``serving`` on one replica of its ``hardware`` catalogue entry.
 
     ``s``: the model's shape (``None``: unknown, with ``why_unknown``); ``model_max_len``: the
-    model's own context limit, vLLM's default ``max_model_len``; ``env``: the driver's environment
-    as forwarded to the engine actor (the hardware entry's ``env`` is applied over it).
+    model's own context limit, vLLM's default ``max_model_len``; ``env``: the driver's environment,
+    then the hardware entry's ``env``, then ``sweep_env`` (the sweep's ``env:``), as the scheduler
+    composes the engine actor's.
     """
     if s is None:
         return Fit(verdict="UNKNOWN", reason=why_unknown or "the model's config.json is not available")
@@ -118,8 +120,9 @@ def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *
           "max_model_len": max_len}
     explicit = _num(args.get("kv_cache_memory_bytes"))
     if hardware.get("kind") == "cpu":
-        given = {**(env or {}), **{str(k): str(v) for k, v in (hardware.get("env") or {}).items()}}
-        try:  # the actor's env: the driver's, then the hardware entry's (which wins there too)
+        given = {**(env or {}), **{str(k): str(v) for k, v in (hardware.get("env") or {}).items()},
+                 **(sweep_env or {})}
+        try:  # the engine actor's env, composed as the scheduler composes it
             space = explicit or float(given.get("VLLM_CPU_KVCACHE_SPACE") or 0) * GiB
         except ValueError:
             space = 0
@@ -156,3 +159,60 @@ def _verdict(fit: Fit) -> Fit:
             "reason": f"KV cache {fit.kv_gb:.2f} GB per GPU holds {tokens:,} tokens, less than one request of "
                       f"max_model_len {fit.max_model_len:,} ({need:.2f} GB); vLLM refuses to start"})
     return fit
+
+
+def for_trials(trials: list[Trial], env: dict[str, str] | None = None, sweep_env: dict[str, str] | None = None,
+               *, hub: bool = True) -> dict[str, Fit]:
+    """The fit of every serving configuration of ``trials``, by serving-configuration id. Each
+    model's ``config.json`` is read once (``paths.model_config``: a hub id only with ``hub``).
+    Simulated, ``api: endpoint`` (the server is not ours) and unknown engines are not planned."""
+    from runner.sweep import catalog, paths
+
+    read: dict[str, tuple[dict | None, str]] = {}
+    out: dict[str, Fit] = {}
+    for t in trials:
+        s = t.serving
+        if s.serving_config_id in out:
+            continue
+        if s.simulation or s.api == "endpoint" or s.engine not in ("vllm", "sglang"):
+            why = "simulated engine" if s.simulation else "a server the runner does not start" \
+                if s.api == "endpoint" else f"engine {s.engine}"
+            out[s.serving_config_id] = Fit(verdict="UNKNOWN", reason=f"not planned ({why})")
+            continue
+        if s.model_path not in read:
+            read[s.model_path] = paths.model_config(s.model_path, hub=hub)
+        cfg, where = read[s.model_path]
+        shp, why = None, where
+        if cfg is not None:
+            try:
+                shp = architecture.shape(cfg)
+            except ValueError as e:
+                why = f"{where}: {e}"
+        own = paths.model_max_len(s.model_path, (cfg, where)) if cfg is not None else None
+        out[s.serving_config_id] = predict(s, catalog.hardware()[s.hardware], shp, env=env, sweep_env=sweep_env,
+                                           model_max_len=own[0] if own else None, why_unknown=why)
+    return out
+
+
+def at_load(f: Fit, load: LoadPoint, dp: int = 1) -> dict[str, Any]:
+    """What the fit means for one load point: how many of its longest requests one replica's
+    predicted KV cache holds at once, and ``kv_bound`` when the load's concurrency per replica
+    (``ceil(concurrency / dp)``, as the client splits it) asks for more: the engine will queue or
+    preempt (flagged, never dropped). Empty when unknown (no prediction, file dataset)."""
+    lengths = context.longest(load)
+    if f.verdict == "UNKNOWN" or lengths is None or not f.kv_bytes_per_token:
+        return {}
+    n = f.max_concurrency(sum(lengths))
+    return {"max_concurrency": n, "kv_bound": load.concurrency is not None and -(-load.concurrency // dp) > n}
+
+
+def as_params(f: Fit, load: LoadPoint, dp: int = 1) -> dict[str, Any]:
+    """The prediction as MLflow params of one trial (``fit.*``; GB = 1e9 bytes, per GPU)."""
+    p: dict[str, Any] = {"fit.verdict": f.verdict}
+    if f.verdict != "UNKNOWN":
+        p.update({"fit.kv_capacity_tokens": f.kv_capacity_tokens, "fit.kv_gb": round(f.kv_gb, 3),
+                  "fit.weights_gb": round(f.weights_gb, 3)})
+        if f.usable_gb:
+            p.update({"fit.usable_gb": round(f.usable_gb, 3), "fit.reserve_gb": round(f.reserve_gb, 3)})
+        p.update({f"fit.{k}": v for k, v in at_load(f, load, dp).items()})
+    return p

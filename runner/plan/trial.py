@@ -35,6 +35,7 @@ class Status(str, Enum):
     FAILED = "FAILED"
     INVALID = "INVALID"
     UNSCHEDULABLE = "UNSCHEDULABLE"
+    WONT_FIT = "WONT_FIT"
     KILLED = "KILLED"
 
     def is_finished(self) -> bool:
@@ -56,6 +57,7 @@ FAILURE_REASONS = {
     "placement_lost": "the placement group was removed before it was ready (another driver of the sweep?)",
     "placement_split": "a replica's group landed with a TP group split over nodes; not measured (a retry may fit)",
     "unschedulable": "no node set in the cluster can ever hold this shape",
+    "wont_fit": "the fit planner predicts the model does not fit the shape's GPUs (runner.plan.fit); not launched",
     "invalid_result": "the measurement failed a validity gate (see runner.measure.validity)",
     "driver_killed": "the driver stopped while the trial ran",
 }

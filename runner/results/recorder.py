@@ -22,6 +22,7 @@ from runner.cluster import Outcome
 from runner.core import __version__, redact
 from runner.measure import DEFINITION, RequestRecord, aggregate, lag_stats, validity
 from runner.plan import SCHEMA_VERSION, SIMULATION, Status, Trial
+from runner.plan import fit as fit_mod
 from runner.results import spool
 from runner.results.progress import Progress
 from runner.results.store import Store
@@ -43,9 +44,10 @@ def price_for(spec: SweepSpec, hardware: str) -> float | None:
 
 class Recorder:
     def __init__(self, spec: SweepSpec, store: Store | None, root: Path, out=sys.stdout,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, fits: dict[str, fit_mod.Fit] | None = None):
         self.spec, self.store, self.root, self.out = spec, store, root, out
         self.progress = progress
+        self.fits = fits or {}  # the fit planner's prediction per serving configuration (fit.* params)
         self.live: dict[str, tuple[str | None, int]] = {}
         self.outcomes: dict[str, tuple[Status, str, dict[str, float]]] = {}
         self._noted: set[str] = set()  # serving configurations whose engine version note was shown
@@ -194,6 +196,10 @@ class Recorder:
             p["placement.nodes"] = len({n for group in engine["bundle_nodes"] for n in group})
             p["placement.bundles"] = sum(len(g) for g in engine["bundle_nodes"])
         p["placement.gpus_per_node"] = catalog.hardware()[t.serving.hardware].get("gpus_per_node", 0)
+        if t.serving.serving_config_id in self.fits:
+            p.update(fit_mod.as_params(self.fits[t.serving.serving_config_id], t.load, t.serving.dp))
+        if engine.get("kv_capacity_tokens"):  # the engine's own, per GPU, beside fit.kv_capacity_tokens
+            p["engine.kv_capacity_tokens"] = engine["kv_capacity_tokens"]
         return p
 
     def _tags(self, t: Trial, engine: dict[str, Any], attempt: int) -> dict[str, str]:

@@ -96,18 +96,66 @@ MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_le
 _ROPE_PRESCALED = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 
 
-def model_max_len(value: str) -> tuple[int, str] | None:
-    """(tokens, where from) a local model's ``config.json`` allows as prompt + output, as vLLM
-    derives it: the smallest of ``MAX_LEN_KEYS`` (``model_max_length`` wins when set) times a RoPE
-    scaling factor; ``None`` for a hub id, an unreadable config or one without those keys."""
+def model_config(value: str, *, hub: bool = True) -> tuple[dict | None, str]:
+    """(the ``config.json`` dict, where from) of a local model directory or, with ``hub``, a hub
+    id (``huggingface_hub.hf_hub_download`` of that one file, cached under ``HF_HOME``; with
+    ``HF_HUB_OFFLINE=1`` the cache only; never the weights). ``(None, why)`` when unreadable."""
     import json
 
     p = Path(value).expanduser()
+    if p.is_dir():
+        where = p / "config.json"
+    elif not hub or p.is_absolute() or value.count("/") != 1:
+        return None, f"{value} is not a model directory or a hub id"
+    else:
+        try:
+            where = _hub_config(value)
+        except Exception as e:  # offline, gated, no such repo: the planner says it cannot tell
+            why = str(e) if isinstance(e, LookupError) and str(e) else type(e).__name__
+            return None, f"config.json of {value} not fetched from the hub ({why})"
     try:
-        cfg = json.loads((p / "config.json").read_text()) if p.is_dir() else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(cfg, dict):
+        cfg = json.loads(where.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"{where} unreadable ({type(e).__name__})"
+    return (cfg, str(where)) if isinstance(cfg, dict) else (None, f"{where} is not a JSON object")
+
+
+_HUB_DOWN: list[str] = []  # why the hub was found unreachable, once per process
+
+
+def _hub_config(repo: str) -> Path:
+    """The hub's ``config.json`` of ``repo``: the local hub cache first (no request), then one
+    ``hf_hub_download``. Before the first download one TCP connection to the hub (3 s) says
+    whether it is reachable at all: ``huggingface_hub`` retries an unreachable hub for ~24 s a
+    file, and a plan of a sweep offline must not wait that long per model."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json")
+    if isinstance(cached, str):
+        return Path(cached)
+    if constants.HF_HUB_OFFLINE:
+        raise LookupError("not in the hub cache, and HF_HUB_OFFLINE=1")
+    if not _HUB_DOWN:
+        url = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
+        except OSError as e:
+            _HUB_DOWN.append(f"{url.hostname} unreachable: {e.strerror or type(e).__name__}")
+    if _HUB_DOWN:
+        raise LookupError(_HUB_DOWN[0])
+    return Path(hf_hub_download(repo_id=repo, filename="config.json"))
+
+
+def model_max_len(value: str, cfg: tuple[dict | None, str] | None = None) -> tuple[int, str] | None:
+    """(tokens, where from) a model's ``config.json`` allows as prompt + output, as vLLM derives
+    it: the smallest of ``MAX_LEN_KEYS`` (``model_max_length`` wins when set) times a RoPE scaling
+    factor; ``None`` for an unreadable config or one without those keys. ``cfg``: a
+    ``model_config`` answer already read; else a local directory only (no hub request)."""
+    cfg, where = cfg or model_config(value, hub=False)
+    if cfg is None:
         return None
     text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
     found = {k: text[k] for k in MAX_LEN_KEYS if isinstance(text.get(k), int) and not isinstance(text[k], bool)}
@@ -120,4 +168,4 @@ def model_max_len(value: str) -> tuple[int, str] | None:
             f = rope.get("factor")
             factor = max(factor, float(f)) if isinstance(f, (int, float)) and not isinstance(f, bool) else factor
     scaled = f" x RoPE factor {factor:g}" if factor != 1 else ""
-    return int(found[key] * factor), f"{p / 'config.json'} {key}{scaled}"
+    return int(found[key] * factor), f"{where} {key}{scaled}"

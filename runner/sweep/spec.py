@@ -132,6 +132,11 @@ class PlacementSpec(Strict):
                                 description="How long a waiting launch lets smaller ones start around it.")
 
 
+class FitSpec(Strict):
+    enforce: bool = Field(default=True, description="A configuration the fit planner predicts WONT_FIT is not "
+                                                    "launched (its trials end WONT_FIT); false launches it anyway.")
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     experiment: str | None = Field(default=None, description="MLflow experiment (default: name).")
@@ -153,6 +158,7 @@ class SweepSpec(Strict):
                                                                   "launch (runner.sweep.nodetypes).")
     prices: dict[str, Float(ge=0, le=BOUNDS["price"])] = Field(
         default_factory=dict, description="$/GPU-hour overrides by hardware type.")
+    fit: FitSpec = Field(default_factory=FitSpec, description="The fit planner's verdict (runner.plan.fit).")
     max_attempts: Int(1, 100) = Field(default=3, description="Attempts per trial before giving up.")
     lanes: dict[str, str] = Field(default_factory=dict, description="Engine name → lane (configs/lanes.yaml).")
     allow_simulation: bool = Field(default=False, description="engine: simulated (holds resources, no model) "

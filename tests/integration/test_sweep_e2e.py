@@ -75,6 +75,11 @@ def test_sweep_end_to_end_then_resume_runs_nothing(ray_local, mlflow_env, write_
                   "version.torch", "engine_start_s"):
             assert p in params, p
         assert params["metrics.definition"] == "vllm-bench-serve"
+        # the fit planner's KV capacity (1 GiB of VLLM_CPU_KVCACHE_SPACE / 2 layers × 2 KV heads × 64 × 2 bytes)
+        # against the engine's own (its KV blocks × block size): within 5 %
+        predicted, engine = int(params["fit.kv_capacity_tokens"]), int(params["engine.kv_capacity_tokens"])
+        assert predicted == 2**30 // (2 * 2 * 2 * 64 * 2) and abs(engine / predicted - 1) < 0.05, (predicted, engine)
+        assert params["fit.verdict"] == "FITS" and params["fit.kv_bound"] == "False"
 
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"result.json", "requests.parquet", "serving_config.json", "system.json"} <= arts

@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # hermetic: hub ids in test sweeps are planned from the cache only
+
 import textwrap
 
 import pytest
