@@ -179,10 +179,11 @@ def _dispatch(args: argparse.Namespace, loaded: tuple | None) -> int:
     if args.cmd == "plan":
         spec, trials = loaded
         verdicts = session.fits(spec, trials)
+        per_trial, per_config = session.estimates(spec, trials, verdicts)
         if args.json:
-            print(json.dumps(session.plan_rows(trials, verdicts), indent=1))
+            print(json.dumps(session.plan_rows(trials, verdicts, per_trial), indent=1))
         else:
-            print(session.format_plan(spec.name, trials, verdicts))
+            print(session.format_plan(spec.name, trials, verdicts, per_config))
             for line in session.fit_lines(verdicts, spec.fit.enforce):
                 print(line)
         return 0

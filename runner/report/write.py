@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.core import redact
-from runner.report import frontier
+from runner.report import frontier, spend
 from runner.report.rows import build_rows, simulated
 from runner.report.tables import Table, frontier_table, tables
 
@@ -110,6 +110,10 @@ def main(path: str, out=sys.stdout, *, levels: Sequence[float] | None = None,
                  "their numbers are not inference measurements (rows and plots marked SIMULATION)")
     if stale:
         head += f"\nnote: {len(stale)} trial(s) of this sweep in MLflow are no longer in {path}; not reported"
+    try:
+        head += "\n" + spend.line(store.parent_tags(), store.trial_runs(), prices)
+    except Exception as e:  # the cost line never stops a report
+        head += f"\ncost: not read from MLflow ({type(e).__name__})"
     ts = tables(rows, levels or frontier.default_levels(rows) or frontier.DEFAULT_LEVELS, ratio, interpolation)
     text = "\n\n".join([head, *(t.render() for t in ts)])
     print(text, file=out)

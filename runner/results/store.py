@@ -225,6 +225,9 @@ class Store:
         else:
             self.client.set_terminated(self.parent(), status)
 
+    def parent_tags(self) -> dict[str, str]:
+        return dict(self.client.get_run(self.parent()).data.tags)
+
     def log_parent(self, *, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
                    artifacts: Path | None = None) -> None:
         self._log(self.parent(), metrics=metrics, tags=tags)
