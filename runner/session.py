@@ -22,9 +22,8 @@ from typing import Any
 from runner.core import StoreError, redact
 from runner.plan import Status, Trial, cost, grid
 from runner.plan import fit as fit_mod
-from runner.results import STATUS, TRIAL, Lease, LeaseRecord, Progress, Recorder, Store, spool
+from runner.results import STATUS, TRIAL, Lease, LeaseRecord, Progress, Recorder, Store, price_for, spool
 from runner.results import sync as sync_mod
-from runner.results.recorder import price_for
 from runner.sweep import catalog
 from runner.sweep import spec as spec_mod
 

@@ -7,8 +7,8 @@ driver holds on its sweep while it runs (``lease``)."""
 from runner.results import lease, progress, spool, store, sync, views
 from runner.results.lease import Lease, LeaseHeld, LeaseRecord
 from runner.results.progress import Progress
-from runner.results.recorder import Recorder
+from runner.results.recorder import Recorder, price_for
 from runner.results.store import STATUS, TRIAL, Store
 
-__all__ = ["STATUS", "TRIAL", "Lease", "LeaseHeld", "LeaseRecord", "Progress", "Recorder", "Store", "lease", "progress",
-           "spool", "store", "sync", "views"]
+__all__ = ["STATUS", "TRIAL", "Lease", "LeaseHeld", "LeaseRecord", "Progress", "Recorder", "Store", "lease",
+           "price_for", "progress", "spool", "store", "sync", "views"]

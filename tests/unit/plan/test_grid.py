@@ -75,8 +75,9 @@ def test_canonical_json_format():
 def test_plan_json(sweep_file, capsys):
     assert cli.main(["plan", sweep_file(), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 4 and set(rows[0]) == {"trial_id", "serving_config_id", "params", "fit"}
+    assert len(rows) == 4 and set(rows[0]) == {"trial_id", "serving_config_id", "params", "fit", "estimate"}
     assert rows[0]["fit"]["verdict"] == "FITS" and rows[0]["fit"]["kv_capacity_tokens"] == 2**30 // 1024
+    assert rows[0]["estimate"] == {"seconds": None, "source": "unknown"}  # CPU: no bandwidth, nothing measured
     assert rows[0]["params"]["engine_args.max_num_seqs"] == 8 and rows[0]["params"]["concurrency"] == 1
 
 
