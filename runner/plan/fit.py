@@ -119,6 +119,9 @@ def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *
     kw = {"kv_bytes_per_token": full, "swa_bytes_per_token": swa, "window": s.sliding_window,
           "max_model_len": max_len}
     explicit = _num(args.get("kv_cache_memory_bytes"))
+    if hardware.get("kind") == "cpu" and serving.engine != "vllm":
+        return Fit(verdict="UNKNOWN", reason=f"{serving.engine} on CPU sizes its KV cache from host memory "
+                                             "(not predicted)")
     if hardware.get("kind") == "cpu":
         given = {**(env or {}), **{str(k): str(v) for k, v in (hardware.get("env") or {}).items()},
                  **(sweep_env or {})}
