@@ -50,7 +50,7 @@ def estimates(spec: spec_mod.SweepSpec, trials: list[Trial], verdicts: dict[str,
     except Exception:  # MLflow unreachable: the priors alone
         runs = []
     prices = {h: price_for(spec, h) for h in {t.serving.hardware for t in trials}}
-    return cost.estimate(trials, verdicts, catalog.hardware(), prices, runs)
+    return cost.estimate(trials, verdicts, catalog.hardware(), prices, runs, enforce=spec.fit.enforce)
 
 
 def total_line(per_config: dict[str, cost.ConfigCost]) -> str:
@@ -123,7 +123,8 @@ def select(trials: list[Trial], store: Store | None, root: Path, spec: spec_mod.
     MLflow is the record; the spool fills in what has not reached it yet.
     """
     latest = store.latest_by_trial() if store is not None else {}
-    attempts = Counter(r.data.tags.get(TRIAL) for r in store.trial_runs()) if store is not None else Counter()
+    attempts = Counter(r.data.tags.get(TRIAL) for r in store.trial_runs()  # a WONT_FIT record is no attempt
+                       if r.data.tags.get(STATUS) != Status.WONT_FIT.value) if store is not None else Counter()
     local_done = spool.completed(root, spec.name)
     todo, done, exhausted = [], 0, []
     for t in trials:

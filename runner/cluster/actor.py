@@ -77,8 +77,11 @@ class EngineActor:
         got = recs[0].output_tokens
         info = {"start_s": start_s, "versions": self.engine.versions(), "system": system_info(),
                 **self.where(), **({"version_note": note} if note else {}), "child_pids": _descendants()}
-        kv = getattr(self.engine, "kv_capacity_tokens", None)
-        if kv is not None and (tokens := kv()):  # the engine's own, beside the planner's prediction
+        try:  # the engine's own KV capacity, beside the planner's prediction; diagnostic only
+            tokens = getattr(self.engine, "kv_capacity_tokens", lambda: None)()
+        except Exception:
+            tokens = None
+        if tokens:
             info["kv_capacity_tokens"] = tokens
         facts = getattr(self.engine, "placement_facts", None)
         if facts is not None:

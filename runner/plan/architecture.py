@@ -61,6 +61,7 @@ class Shape(BaseModel):
     v_head_dim: int = 0
     sliding_window: int = 0    # tokens a sliding-window layer keeps, 0 when none
     sliding_layers: int = 0
+    full_layers: int = -1      # full-attention layers; -1: every layer that is not sliding
     mtp_layers: int = 0
     quant_method: str = ""
     quant_bits: float = 0.0
@@ -99,7 +100,15 @@ def shape(cfg: dict[str, Any]) -> Shape:
     window = _int(text, "sliding_window", default=0) if text.get("sliding_window") else 0
     if text.get("use_sliding_window") is False:  # Qwen's configs carry a window they do not use
         window = 0
-    sliding = (sum(1 for t in types if t == "sliding_attention") if types else layers) if window else 0
+    pattern = _int(text, "sliding_window_pattern", default=0)
+    if types:  # per-layer types; linear-attention / mamba layers hold a state, not KV per token
+        sliding = sum(1 for t in types if t == "sliding_attention") if window else 0
+        full = sum(1 for t in types if t == "full_attention") + (0 if window else sum(
+            1 for t in types if t == "sliding_attention"))
+    else:  # Gemma 3 / Cohere 2: one full layer in every `pattern`; Gemma 2: every other; else all
+        every = pattern or (2 if text.get("model_type") == "gemma2" else 0)
+        sliding = (layers - layers // every if every else layers) if window else 0
+        full = layers - sliding
     q = cfg.get("quantization_config") or text.get("quantization_config") or {}
     method, bits, group, block = _quant(q)
     not_conv = " ".join(str(m) for m in (q.get("modules_to_not_convert") or q.get("ignore") or []))
@@ -114,6 +123,7 @@ def shape(cfg: dict[str, Any]) -> Shape:
                  qk_nope_head_dim=_int(text, "qk_nope_head_dim", default=0),
                  qk_rope_head_dim=_int(text, "qk_rope_head_dim", default=0),
                  v_head_dim=_int(text, "v_head_dim", default=0), sliding_window=window, sliding_layers=sliding,
+                 full_layers=full,
                  mtp_layers=_int(text, "num_nextn_predict_layers", default=0), quant_method=method, quant_bits=bits,
                  quant_group=group, quant_block=block, quant_attention="attn" not in not_conv,
                  quant_experts_only=method == "mxfp4")
@@ -125,7 +135,8 @@ def _quant(q: dict[str, Any]) -> tuple[str, float, int, int]:
     if not method:
         return "", 0.0, 0, 0
     if method in ("awq", "gptq", "awq_marlin", "gptq_marlin", "auto-round"):
-        return method, float(q.get("bits", q.get("w_bit", 4))), int(q.get("group_size", q.get("q_group_size", 128))), 0
+        group = int(q.get("group_size", q.get("q_group_size", 128)))
+        return method, float(q.get("bits", q.get("w_bit", 4))), max(group, 0), 0  # -1: one scale a channel
     if method == "fp8":
         blk = q.get("weight_block_size") or []
         return method, 8.0, 0, int(blk[0]) * int(blk[1]) if len(blk) == 2 else 0
@@ -228,4 +239,5 @@ def kv_bytes_per_token(s: Shape, kv_cache_dtype: str, tp: int = 1) -> tuple[floa
             raise ValueError(f"kv_cache_dtype {kv_cache_dtype!r} is not one the planner knows")
         heads = max(1, s.kv_heads // tp)
         per_layer = (s.kv_lora_rank + s.qk_rope_head_dim) * b if s.mla else 2 * heads * s.head_dim * b
-    return per_layer * (s.layers - s.sliding_layers), per_layer * s.sliding_layers
+    full = s.full_layers if s.full_layers >= 0 else s.layers - s.sliding_layers
+    return per_layer * full, per_layer * s.sliding_layers

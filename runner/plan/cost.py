@@ -17,8 +17,9 @@ A trial's seconds, best source first (``Estimate.source``):
 Latency model: a request takes ``TTFT + (output_len − 1) × TPOT``; a closed loop at
 concurrency ``c`` runs ``ceil(n / c)`` waves of one request each (``c`` capped at what the
 predicted KV caches hold at once: a KV-bound load queues), an open loop at rate ``r``
-takes ``n / r`` plus one request; warm-up requests run as closed-loop waves first. Engine start:
-the configuration's measured ``engine_start_s`` when known, else ``ENGINE_START_PRIOR_S`` on GPUs.
+takes ``n / r`` (or the waves its cap allows, when longer) plus one request; warm-up requests
+run as closed-loop waves first. Engine start: the configuration's measured ``engine_start_s``
+when known, else ``ENGINE_START_PRIOR_S`` on GPUs.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PREFILL_TOKENS_PER_S = 5000.0
 #: Seconds an engine takes to load and start on GPUs (a stated prior: weights from local disk).
 ENGINE_START_PRIOR_S = 300.0
 
-Source = Literal["measured", "config", "prior", "unknown"]
+Source = Literal["measured", "config", "prior", "unknown", "wont_fit"]
 
 
 class Estimate(BaseModel):
@@ -74,9 +75,11 @@ def latency_s(load: LoadPoint, ttft_s: float, tpot_s: float, cap: int | None = N
     one = ttft_s + max(load.output_len - 1, 0) * tpot_s
     c = min(load.concurrency or 1, cap) if cap else (load.concurrency or 1)
     warm = math.ceil(load.warmup / c) * one if load.warmup else 0.0
+    waves = math.ceil(load.num_prompts / c) * one  # what the cap (or KV cache) alone allows
     if load.request_rate is not None and math.isfinite(load.request_rate):
-        return warm + load.num_prompts / load.request_rate + one
-    return warm + math.ceil(load.num_prompts / c) * one
+        capped = load.concurrency is not None or cap is not None
+        return warm + max(load.num_prompts / load.request_rate, waves if capped else 0.0) + one
+    return warm + waves
 
 
 def trial_seconds(t: Trial, f: Fit | None, hardware: dict[str, Any], measured: dict[str, dict[str, float]],
@@ -101,10 +104,11 @@ def trial_seconds(t: Trial, f: Fit | None, hardware: dict[str, Any], measured: d
 
 
 def estimate(trials: list[Trial], fits: dict[str, Fit], hardware: dict[str, dict[str, Any]],
-             prices: dict[str, float | None], runs: list[dict[str, Any]] | None = None
-             ) -> tuple[dict[str, Estimate], dict[str, ConfigCost]]:
+             prices: dict[str, float | None], runs: list[dict[str, Any]] | None = None, *,
+             enforce: bool = True) -> tuple[dict[str, Estimate], dict[str, ConfigCost]]:
     """(per trial, per serving configuration) estimates. ``runs``: the store's latest run per trial
-    as ``{"trial_id", "serving_config_id", "status", "metrics", "engine_start_s"}`` dicts."""
+    as ``{"trial_id", "serving_config_id", "status", "metrics", "engine_start_s"}`` dicts;
+    ``enforce``: WONT_FIT configurations are not launched, so they cost nothing."""
     runs = runs or []
     done = [r for r in runs if r.get("status") == "COMPLETED"]
     measured = {r["trial_id"]: r["metrics"] for r in done}
@@ -127,6 +131,10 @@ def estimate(trials: list[Trial], fits: dict[str, Fit], hardware: dict[str, dict
     for sid, ts in by_config.items():
         s = ts[0].serving
         hw = hardware.get(s.hardware, {})
+        if enforce and sid in fits and fits[sid].verdict == "WONT_FIT":
+            per_trial.update({t.trial_id: Estimate(seconds=0.0, source="wont_fit") for t in ts})
+            per_config[sid] = ConfigCost(start_s=0.0, trials_s=0.0, gpu_hours=0.0, dollars=0.0, sources=["wont_fit"])
+            continue
         ests = [trial_seconds(t, fits.get(sid), hw, measured, rates) for t in ts]
         per_trial.update({t.trial_id: e for t, e in zip(ts, ests, strict=True)})
         start = starts.get(sid, ENGINE_START_PRIOR_S if hw.get("kind") == "gpu" else None)

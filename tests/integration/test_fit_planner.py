@@ -34,12 +34,13 @@ def test_the_blackwell_sweep_plans_with_a_verdict_per_configuration(tmp_path):
     assert len(rows) == 60 and {r["fit"]["verdict"] for r in rows} == {"FITS"}
     by = {(r["params"]["model"], r["params"]["hardware"], r["params"]["concurrency"], r["params"]["ep"]): r["fit"]
           for r in rows}
-    # GLM-4.5-Air AWQ on one H100: ~12 GB of KV cache, 7 requests of 16,000 tokens; 8 replicas
-    # share c=64 as 8 each: it will queue. On a B200 the same replica holds 67.
-    h100, b200 = by[("glm-4.5-air-awq", "H100", 64, False)], by[("glm-4.5-air-awq", "B200", 256, False)]
-    assert h100["max_concurrency"] == 7 and h100["kv_bound"]
-    assert b200["max_concurrency"] == 67 and not b200["kv_bound"]
-    assert b200["kv_capacity_tokens"] > 8 * h100["kv_capacity_tokens"] > 0  # 101.8 GB of KV against 11.8
+    # GLM-4.5-Air AWQ on one H100: ~17 GB of KV cache, 11 requests of 16,000 tokens; 8 replicas
+    # share c=64 as 8 each (fits), c=128 as 16 each: it will queue. On a B200 a replica holds 75.
+    h64, h128 = by[("glm-4.5-air-awq", "H100", 64, False)], by[("glm-4.5-air-awq", "H100", 128, False)]
+    b200 = by[("glm-4.5-air-awq", "B200", 256, False)]
+    assert h64["max_concurrency"] == h128["max_concurrency"] == 11 and not h64["kv_bound"] and h128["kv_bound"]
+    assert b200["max_concurrency"] == 75 and not b200["kv_bound"]
+    assert b200["kv_capacity_tokens"] > 6 * h64["kv_capacity_tokens"] > 0  # 113.8 GB of KV against 17.1
     v = _cli("validate", "sweeps/blackwell-8k8k.yaml", cache=cache)
     assert v.returncode == 0 and "WONT_FIT" not in v.stdout, v.stdout + v.stderr
     # without the cache (and offline) the planner says it cannot tell, and why; never a traceback
@@ -74,7 +75,7 @@ def test_a_configuration_that_cannot_fit_ends_wont_fit_without_a_launch(mlflow_e
     assert session.run(str(sweep), out=out) == 1, out.getvalue()
     text = out.getvalue()
     assert "1 serving configuration(s) WONT_FIT" in text and "needs 144.9 GB per GPU (weights 141.1" in text \
-        and "72.0 GB usable" in text
+        and "77.3 GB usable (80 GiB × 0.9)" in text
     assert "set fit: {enforce: false}" in text and "Traceback" not in text
     client = MlflowClient(mlflow_env)
     exp = client.get_experiment_by_name("it-wont-fit")

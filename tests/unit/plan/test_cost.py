@@ -35,6 +35,20 @@ def test_the_prior_reads_every_weight_once_a_decode_step_and_counts_waves():
         -(-128 // cap) * (ttft + 7999 * tpot))
     rate = trial(concurrency=None, request_rate=0.5, num_prompts=10)
     assert cost.latency_s(rate.load, 1.0, 0.01) == pytest.approx(10 / 0.5 + 1.0 + 7999 * 0.01)
+    # an open loop with a concurrency cap takes what the cap allows when that is longer
+    capped = trial(concurrency=4, request_rate=100.0, num_prompts=400, output_len=2)
+    assert cost.latency_s(capped.load, 10.0, 10.0) == pytest.approx(100 * 20.0 + 20.0)
+
+
+def test_a_wont_fit_configuration_costs_nothing_unless_it_is_launched_anyway():
+    t = trial(tp=1)  # 480 B parameters on one H100
+    fits = {t.serving.serving_config_id: fit.predict(t.serving, catalog.hardware()["H100"],
+                                                     shape("qwen3-coder-480b-a35b-awq"))}
+    assert fits[t.serving.serving_config_id].verdict == "WONT_FIT"
+    [c] = cost.estimate([t], fits, catalog.hardware(), {"H100": 2.0})[1].values()
+    assert c.gpu_hours == 0.0 and c.sources == ["wont_fit"]
+    [c] = cost.estimate([t], fits, catalog.hardware(), {"H100": 2.0}, enforce=False)[1].values()
+    assert c.gpu_hours > 0
 
 
 def test_measured_figures_win_over_the_prior_and_cpu_without_them_is_unknown():
