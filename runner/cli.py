@@ -167,24 +167,24 @@ def _read_input(args: argparse.Namespace) -> tuple | None:
 
 
 def _dispatch(args: argparse.Namespace, loaded: tuple | None) -> int:
-    from runner import session
+    from runner import preflight, session
     from runner.plan import grid
 
     if args.cmd == "validate":
         spec, trials = loaded
         print(f"{args.sweep}: valid; {len(trials)} trials in {len(grid.group(trials))} serving configurations")
-        for line in session.fit_lines(session.fits(spec, trials), spec.fit.enforce):
+        for line in preflight.fit_lines(preflight.fits(spec, trials), spec.fit.enforce):
             print(line)
         return 0
     if args.cmd == "plan":
         spec, trials = loaded
-        verdicts = session.fits(spec, trials)
-        per_trial, per_config = session.estimates(spec, trials, verdicts)
+        verdicts = preflight.fits(spec, trials)
+        per_trial, per_config = preflight.estimates(spec, trials, verdicts)
         if args.json:
-            print(json.dumps(session.plan_rows(trials, verdicts, per_trial), indent=1))
+            print(json.dumps(preflight.plan_rows(trials, verdicts, per_trial), indent=1))
         else:
-            print(session.format_plan(spec.name, trials, verdicts, per_config))
-            for line in session.fit_lines(verdicts, spec.fit.enforce):
+            print(preflight.format_plan(spec.name, trials, verdicts, per_config))
+            for line in preflight.fit_lines(verdicts, spec.fit.enforce):
                 print(line)
         return 0
     if args.cmd == "run":

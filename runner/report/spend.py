@@ -5,7 +5,7 @@ Took: every trial run of the sweep (every attempt, failed ones too: their GPUs w
 ``gpus × engine_start_s``; placement waits and teardown are not counted, nor runs a later driver
 reclaimed (``driver_killed``: their end is the reclaim, not when the GPUs were let go), and a
 configuration relaunched by the same driver counts its start once. The estimate is the
-parent run's ``runner.estimate`` tag (``runner.session._first_estimate``, from the priors and
+parent run's ``runner.estimate`` tag (``runner.preflight.first_estimate``, from the priors and
 whatever MLflow had measured before the first run).
 """
 

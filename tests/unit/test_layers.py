@@ -1,7 +1,7 @@
 """The package layout is the data path: no module imports a package above its own.
 
 Order, bottom to top: core → sweep → plan → engines → measure → cluster → results → report,
-then the modules at the root of ``runner/`` (``cli``, ``session``, ``tinymodel``). Every import
+then the modules at the root of ``runner/`` (``cli``, ``preflight``, ``session``, ``tinymodel``). Every import
 of ``runner…`` is checked, including the lazy ones inside functions. A module in another package
 imports from the package itself (``from runner.plan import Trial``), and only names the
 package lists in its ``__all__``; reaching into a sibling's module (``from runner.plan.trial
@@ -96,7 +96,7 @@ def test_every_module_sits_in_a_package_of_the_data_path():
         own = package_of(path)
         assert own == ROOT or own in RANK, f"{path}: package {own!r} is not one of {ORDER}"
     roots = sorted(p.stem for p in RUNNER.glob("*.py"))
-    assert roots == ["__init__", "__main__", "cli", "session", "tinymodel"], roots
+    assert roots == ["__init__", "__main__", "cli", "preflight", "session", "tinymodel"], roots
 
 
 @pytest.mark.parametrize("source, own, expect", [

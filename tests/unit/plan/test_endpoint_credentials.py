@@ -50,11 +50,11 @@ def test_host_path_and_ordinary_query_still_count(sweep_file):
 
 
 def test_params_and_plan_json_never_hold_the_credential(sweep_file):
-    from runner import session
+    from runner import preflight
 
     trials = expand(load(sweep_file(endpoint_sweep("http://bob:hunter2pw@h:8000/v1?token=tok9876&m=1"))))
     p = trials[0].params()
     assert p["endpoint.base_url"] == "http://bob:***@h:8000/v1?token=***&m=1"
-    blob = json.dumps(session.plan_rows(trials)) + json.dumps(trials[0].serving.identity())
+    blob = json.dumps(preflight.plan_rows(trials)) + json.dumps(trials[0].serving.identity())
     assert "hunter2pw" not in blob and "tok9876" not in blob
     assert trials[0].serving.endpoint["base_url"].startswith("http://bob:hunter2pw@")  # still there to connect
