@@ -39,8 +39,7 @@ from runner.measure import loadgen
 from runner.plan import Status, Trial
 from runner.sweep import TimeoutSpec, catalog
 
-#: Ray's worker nice value (set in an actor's env, the worker applies it to itself).
-NICENESS_ENV = "RAY_worker_niceness"
+NICENESS_ENV = "RAY_worker_niceness"  #: Ray's worker nice value, set in an actor's env (see _start_clients)
 #: Driver environment variables forwarded to engine actors when set (never logged).
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                    "TRANSFORMERS_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",

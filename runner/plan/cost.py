@@ -25,6 +25,7 @@ when known, else ``ENGINE_START_PRIOR_S`` on GPUs.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -119,7 +120,7 @@ def estimate(trials: list[Trial], fits: dict[str, Fit], hardware: dict[str, dict
         ttft = [r["metrics"]["median_ttft_ms"] for r in mine if "median_ttft_ms" in r["metrics"]]
         tpot = [r["metrics"]["median_tpot_ms"] for r in mine if "median_tpot_ms" in r["metrics"]]
         if ttft and tpot:
-            rates[sid] = (_median(ttft) / 1e3, _median(tpot) / 1e3)
+            rates[sid] = (statistics.median(ttft) / 1e3, statistics.median(tpot) / 1e3)
     for r in runs:
         if r.get("engine_start_s") is not None:
             starts.setdefault(r["serving_config_id"], float(r["engine_start_s"]))
@@ -147,8 +148,3 @@ def estimate(trials: list[Trial], fits: dict[str, Fit], hardware: dict[str, dict
                                      sources=sorted({e.source for e in ests}))
     return per_trial, per_config
 
-
-def _median(xs: list[float]) -> float:
-    ys = sorted(xs)
-    n = len(ys)
-    return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
